@@ -1,0 +1,87 @@
+/*
+ * blasprop elementwise kernels: activations, losses, optimizer steps.
+ *
+ * Plain C11, no Python.h. Every function exists twice, with the suffix _d
+ * (double) and _f (float); both are generated from bp_kernels_impl.h.
+ * Matrices are row-major and contiguous. The matrix products themselves are
+ * not here: they go to BLAS from the Cython layer (src/blasprop/_blas.pyx).
+ */
+#ifndef BP_KERNELS_H
+#define BP_KERNELS_H
+
+#include <stddef.h>
+
+/* Activation codes. Hidden layers may use any of the first nine; output
+ * layers use identity, logistic, softmax or exp. Keep in sync with
+ * src/blasprop/_activations.py. */
+enum bp_activation {
+    BP_IDENTITY = 0,
+    BP_LOGISTIC = 1,
+    BP_TANH = 2,
+    BP_RELU = 3,
+    BP_LEAKY_RELU = 4,
+    BP_ELU = 5,
+    BP_GELU = 6,
+    BP_SILU = 7,
+    BP_SOFTPLUS = 8,
+    BP_SOFTMAX = 9,
+    BP_EXP = 10
+};
+
+/* Loss codes, each paired with its output activation by the Python layer. */
+enum bp_loss {
+    BP_SQUARED_ERROR = 0,   /* identity output, half squared error, mean over outputs */
+    BP_LOG_LOSS = 1,        /* softmax output, multiclass cross-entropy */
+    BP_BINARY_LOG_LOSS = 2, /* logistic output, binary / multilabel cross-entropy */
+    BP_POISSON = 3,         /* exp output, half Poisson deviance, sum over outputs */
+    BP_HUBER = 4,           /* identity output, Huber, mean over outputs */
+    BP_ABSOLUTE_ERROR = 5   /* identity output, absolute error, mean over outputs */
+};
+
+/* 1 when the derivative of the activation needs the pre-activation z
+ * (it cannot be computed from the output a alone). */
+int bp_act_needs_z(int act);
+
+#define BP_DECLARE(REAL, S)                                                        \
+    /* a[i, j] = f(z[i, j] + b[j]); z is overwritten with z + b when z != a. */   \
+    void bp_bias_act_##S(int act, REAL *z, REAL *a, const REAL *b,                \
+                         ptrdiff_t rows, ptrdiff_t cols);                         \
+    /* delta *= f'(z) elementwise, from z or from a = f(z). */                    \
+    void bp_act_grad_##S(int act, const REAL *z, const REAL *a, REAL *delta,      \
+                         ptrdiff_t n);                                            \
+    /* Loss of a batch and its gradient with respect to the output layer's       \
+     * pre-activation. Returns sum_i w_i l_i (w_i = 1 without weights) and        \
+     * writes delta[i, k] = w_i d l_i / d z_ik. */                                \
+    double bp_loss_delta_##S(int loss, ptrdiff_t rows, ptrdiff_t cols,            \
+                             const REAL *p, const REAL *y, const REAL *sw,        \
+                             REAL *delta, double huber_delta);                    \
+    /* Loss only (no gradient), same definition as bp_loss_delta. */              \
+    double bp_loss_##S(int loss, ptrdiff_t rows, ptrdiff_t cols,                  \
+                       const REAL *p, const REAL *y, const REAL *sw,              \
+                       double huber_delta);                                       \
+    /* out[j] += sum_i x[i, j] */                                                 \
+    void bp_colsum_add_##S(const REAL *x, ptrdiff_t rows, ptrdiff_t cols,         \
+                           REAL *out);                                            \
+    /* g[:n_coef] = (g + alpha p) * scale; g[n_coef:n] *= scale */                \
+    void bp_finish_grad_##S(REAL *g, const REAL *p, ptrdiff_t n_coef,             \
+                            ptrdiff_t n, double alpha, double scale);             \
+    /* sum of squares of x[:n], accumulated in double */                          \
+    double bp_sumsq_##S(const REAL *x, ptrdiff_t n);                              \
+    /* p += velocity update (sklearn's SGD with momentum / Nesterov) */           \
+    void bp_sgd_step_##S(REAL *p, REAL *vel, const REAL *g, ptrdiff_t n,          \
+                         double lr, double momentum, int nesterov);               \
+    /* Adam step with the bias correction folded into lr_t */                     \
+    void bp_adam_step_##S(REAL *p, REAL *m, REAL *v, const REAL *g, ptrdiff_t n,  \
+                          double lr_t, double beta_1, double beta_2,              \
+                          double eps);                                            \
+    /* p *= (1 - decay) on p[:n] (decoupled weight decay) */                      \
+    void bp_scale_##S(REAL *p, ptrdiff_t n, double factor);                       \
+    /* 1 if all of x[:n] is finite */                                             \
+    int bp_all_finite_##S(const REAL *x, ptrdiff_t n);
+
+BP_DECLARE(double, d)
+BP_DECLARE(float, f)
+
+#undef BP_DECLARE
+
+#endif /* BP_KERNELS_H */

@@ -1,0 +1,285 @@
+/*
+ * Body of the kernels declared in bp_kernels.h, written once for a generic
+ * REAL. bp_kernels.c includes this file twice: with REAL = double and
+ * S(name) = name##_d, then with REAL = float and S(name) = name##_f.
+ * MATH(f) picks the C99 function of the right precision (exp or expf ...).
+ * There is deliberately no include guard.
+ */
+
+void S(bp_bias_act)(int act, REAL *z, REAL *a, const REAL *b,
+                    ptrdiff_t rows, ptrdiff_t cols)
+{
+    ptrdiff_t i, j;
+    for (i = 0; i < rows; ++i) {
+        REAL *zr = z + i * cols;
+        REAL *ar = a + i * cols;
+        switch (act) {
+        case BP_IDENTITY:
+            for (j = 0; j < cols; ++j) ar[j] = zr[j] + b[j];
+            break;
+        case BP_LOGISTIC:
+            for (j = 0; j < cols; ++j) {
+                REAL t = zr[j] + b[j];
+                ar[j] = (REAL)1 / ((REAL)1 + MATH(exp)(-t));
+            }
+            break;
+        case BP_TANH:
+            for (j = 0; j < cols; ++j) ar[j] = MATH(tanh)(zr[j] + b[j]);
+            break;
+        case BP_RELU:
+            for (j = 0; j < cols; ++j) {
+                REAL t = zr[j] + b[j];
+                ar[j] = t > 0 ? t : (REAL)0;
+            }
+            break;
+        case BP_LEAKY_RELU:
+            for (j = 0; j < cols; ++j) {
+                REAL t = zr[j] + b[j];
+                ar[j] = t > 0 ? t : (REAL)0.01 * t;
+            }
+            break;
+        case BP_ELU:
+            for (j = 0; j < cols; ++j) {
+                REAL t = zr[j] + b[j];
+                ar[j] = t > 0 ? t : MATH(expm1)(t);
+            }
+            break;
+        case BP_GELU:
+            for (j = 0; j < cols; ++j) {
+                REAL t = zr[j] + b[j];
+                zr[j] = t;
+                ar[j] = (REAL)0.5 * t * ((REAL)1 + MATH(erf)(t * (REAL)BP_SQRT1_2));
+            }
+            break;
+        case BP_SILU:
+            for (j = 0; j < cols; ++j) {
+                REAL t = zr[j] + b[j];
+                zr[j] = t;
+                ar[j] = t / ((REAL)1 + MATH(exp)(-t));
+            }
+            break;
+        case BP_SOFTPLUS:
+            for (j = 0; j < cols; ++j) {
+                REAL t = zr[j] + b[j];
+                /* log(1 + e^t) without overflow */
+                ar[j] = (t > 0 ? t : (REAL)0) + MATH(log1p)(MATH(exp)(-MATH(fabs)(t)));
+            }
+            break;
+        case BP_EXP:
+            for (j = 0; j < cols; ++j) ar[j] = MATH(exp)(zr[j] + b[j]);
+            break;
+        case BP_SOFTMAX: {
+            REAL mx, s;
+            for (j = 0; j < cols; ++j) ar[j] = zr[j] + b[j];
+            mx = ar[0];
+            for (j = 1; j < cols; ++j) mx = ar[j] > mx ? ar[j] : mx;
+            s = 0;
+            for (j = 0; j < cols; ++j) {
+                ar[j] = MATH(exp)(ar[j] - mx);
+                s += ar[j];
+            }
+            for (j = 0; j < cols; ++j) ar[j] /= s;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
+void S(bp_act_grad)(int act, const REAL *z, const REAL *a, REAL *delta,
+                    ptrdiff_t n)
+{
+    ptrdiff_t i;
+    switch (act) {
+    case BP_LOGISTIC:
+        for (i = 0; i < n; ++i) delta[i] *= a[i] * ((REAL)1 - a[i]);
+        break;
+    case BP_TANH:
+        for (i = 0; i < n; ++i) delta[i] *= (REAL)1 - a[i] * a[i];
+        break;
+    case BP_RELU:
+        for (i = 0; i < n; ++i) if (a[i] == 0) delta[i] = 0;
+        break;
+    case BP_LEAKY_RELU:
+        for (i = 0; i < n; ++i) if (!(a[i] > 0)) delta[i] *= (REAL)0.01;
+        break;
+    case BP_ELU:
+        /* f'(z) = e^z = f(z) + 1 for z <= 0 */
+        for (i = 0; i < n; ++i) if (!(a[i] > 0)) delta[i] *= a[i] + (REAL)1;
+        break;
+    case BP_GELU:
+        for (i = 0; i < n; ++i) {
+            REAL t = z[i];
+            REAL cdf = (REAL)0.5 * ((REAL)1 + MATH(erf)(t * (REAL)BP_SQRT1_2));
+            REAL pdf = MATH(exp)((REAL)-0.5 * t * t) * (REAL)BP_INV_SQRT_2PI;
+            delta[i] *= cdf + t * pdf;
+        }
+        break;
+    case BP_SILU:
+        for (i = 0; i < n; ++i) {
+            REAL sg = (REAL)1 / ((REAL)1 + MATH(exp)(-z[i]));
+            delta[i] *= sg * ((REAL)1 + z[i] * ((REAL)1 - sg));
+        }
+        break;
+    case BP_SOFTPLUS:
+        /* f'(z) = sigmoid(z) = 1 - e^{-f(z)} */
+        for (i = 0; i < n; ++i) delta[i] *= -MATH(expm1)(-a[i]);
+        break;
+    default: /* identity */
+        break;
+    }
+}
+
+/* One term of the loss and, when delta is not NULL, its derivative. */
+static double S(bp_loss_impl)(int loss, ptrdiff_t rows, ptrdiff_t cols,
+                              const REAL *p, const REAL *y, const REAL *sw,
+                              REAL *delta, double huber_delta)
+{
+    const REAL eps = BP_EPS;
+    const REAL inv_cols = (REAL)1 / (REAL)cols;
+    double total = 0.0;
+    ptrdiff_t i, j;
+    for (i = 0; i < rows; ++i) {
+        const REAL *pr = p + i * cols;
+        const REAL *yr = y + i * cols;
+        REAL *dr = delta ? delta + i * cols : NULL;
+        const REAL w = sw ? sw[i] : (REAL)1;
+        double li = 0.0;
+        for (j = 0; j < cols; ++j) {
+            const REAL r = pr[j] - yr[j];
+            REAL g = r;
+            switch (loss) {
+            case BP_SQUARED_ERROR:
+                li += 0.5 * (double)r * (double)r;
+                g = r * inv_cols;
+                break;
+            case BP_LOG_LOSS: {
+                REAL pc = pr[j] < eps ? eps : (pr[j] > 1 - eps ? 1 - eps : pr[j]);
+                if (yr[j] != 0) li -= (double)yr[j] * log((double)pc);
+                break;
+            }
+            case BP_BINARY_LOG_LOSS: {
+                REAL pc = pr[j] < eps ? eps : (pr[j] > 1 - eps ? 1 - eps : pr[j]);
+                if (yr[j] != 0) li -= (double)yr[j] * log((double)pc);
+                if (yr[j] != 1) li -= (1.0 - (double)yr[j]) * log(1.0 - (double)pc);
+                break;
+            }
+            case BP_POISSON:
+                if (yr[j] != 0) li += (double)yr[j] * log((double)yr[j] / (double)pr[j]);
+                li += (double)pr[j] - (double)yr[j];
+                break;
+            case BP_HUBER: {
+                double ar = fabs((double)r);
+                if (ar <= huber_delta) {
+                    li += 0.5 * ar * ar;
+                } else {
+                    li += huber_delta * (ar - 0.5 * huber_delta);
+                    g = r > 0 ? (REAL)huber_delta : (REAL)-huber_delta;
+                }
+                g *= inv_cols;
+                break;
+            }
+            case BP_ABSOLUTE_ERROR:
+                li += fabs((double)r);
+                g = (r > 0 ? (REAL)1 : (r < 0 ? (REAL)-1 : (REAL)0)) * inv_cols;
+                break;
+            default:
+                break;
+            }
+            if (dr) dr[j] = sw ? g * w : g;
+        }
+        if (loss == BP_SQUARED_ERROR || loss == BP_HUBER || loss == BP_ABSOLUTE_ERROR)
+            li /= (double)cols;
+        total += (double)w * li;
+    }
+    return total;
+}
+
+double S(bp_loss_delta)(int loss, ptrdiff_t rows, ptrdiff_t cols,
+                        const REAL *p, const REAL *y, const REAL *sw,
+                        REAL *delta, double huber_delta)
+{
+    return S(bp_loss_impl)(loss, rows, cols, p, y, sw, delta, huber_delta);
+}
+
+double S(bp_loss)(int loss, ptrdiff_t rows, ptrdiff_t cols,
+                  const REAL *p, const REAL *y, const REAL *sw,
+                  double huber_delta)
+{
+    return S(bp_loss_impl)(loss, rows, cols, p, y, sw, NULL, huber_delta);
+}
+
+void S(bp_colsum_add)(const REAL *x, ptrdiff_t rows, ptrdiff_t cols, REAL *out)
+{
+    ptrdiff_t i, j;
+    for (i = 0; i < rows; ++i) {
+        const REAL *xr = x + i * cols;
+        for (j = 0; j < cols; ++j) out[j] += xr[j];
+    }
+}
+
+void S(bp_finish_grad)(REAL *g, const REAL *p, ptrdiff_t n_coef, ptrdiff_t n,
+                       double alpha, double scale)
+{
+    /* Same order of operations as scikit-learn: (A'delta + alpha W) / sw_sum. */
+    const REAL al = (REAL)alpha, sc = (REAL)scale;
+    ptrdiff_t i;
+    for (i = 0; i < n_coef; ++i) g[i] = (g[i] + al * p[i]) / sc;
+    for (; i < n; ++i) g[i] /= sc;
+}
+
+double S(bp_sumsq)(const REAL *x, ptrdiff_t n)
+{
+    double s = 0.0;
+    ptrdiff_t i;
+    for (i = 0; i < n; ++i) s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+void S(bp_sgd_step)(REAL *p, REAL *vel, const REAL *g, ptrdiff_t n,
+                    double lr, double momentum, int nesterov)
+{
+    const REAL mu = (REAL)momentum, eta = (REAL)lr;
+    ptrdiff_t i;
+    if (nesterov) {
+        for (i = 0; i < n; ++i) {
+            vel[i] = mu * vel[i] - eta * g[i];
+            p[i] += mu * vel[i] - eta * g[i];
+        }
+    } else {
+        for (i = 0; i < n; ++i) {
+            vel[i] = mu * vel[i] - eta * g[i];
+            p[i] += vel[i];
+        }
+    }
+}
+
+void S(bp_adam_step)(REAL *p, REAL *m, REAL *v, const REAL *g, ptrdiff_t n,
+                     double lr_t, double beta_1, double beta_2, double eps)
+{
+    const REAL b1 = (REAL)beta_1, c1 = (REAL)(1.0 - beta_1);
+    const REAL b2 = (REAL)beta_2, c2 = (REAL)(1.0 - beta_2);
+    const REAL lr = (REAL)lr_t, ep = (REAL)eps;
+    ptrdiff_t i;
+    for (i = 0; i < n; ++i) {
+        m[i] = b1 * m[i] + c1 * g[i];
+        v[i] = b2 * v[i] + c2 * (g[i] * g[i]);
+        p[i] += -lr * m[i] / (MATH(sqrt)(v[i]) + ep);
+    }
+}
+
+void S(bp_scale)(REAL *p, ptrdiff_t n, double factor)
+{
+    const REAL f = (REAL)factor;
+    ptrdiff_t i;
+    for (i = 0; i < n; ++i) p[i] *= f;
+}
+
+int S(bp_all_finite)(const REAL *x, ptrdiff_t n)
+{
+    ptrdiff_t i;
+    for (i = 0; i < n; ++i)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}

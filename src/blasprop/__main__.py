@@ -1,0 +1,6 @@
+"""``python -m blasprop`` runs the ``blasprop`` command line."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,555 @@
+"""Base class of the estimators: validation, RNG use and the epoch loop.
+
+Python here validates input and runs once per epoch (stopping rules,
+learning-rate schedule, early stopping, verbose output, callbacks); the
+compiled core (``_core``) runs every batch. The random-number use and the
+arithmetic follow scikit-learn's ``BaseMultilayerPerceptron`` step by step, so
+that the same data, parameters and ``random_state`` give the same model.
+"""
+
+import time
+import warnings
+from abc import ABC, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.optimize
+from sklearn.base import BaseEstimator, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state, shuffle
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.optimize import _check_optimize_result
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from . import _core
+from ._activations import (
+    HIDDEN_ACTIVATIONS,
+    OUTPUT_ACTIVATIONS,
+    glorot_factor,
+    hidden_activation_names,
+)
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw")
+_SOLVER_CODES = {"sgd": _core.SGD, "adam": _core.ADAM, "adamw": _core.ADAMW}
+
+# Rows per chunk for prediction and full-data objectives: keep the layer
+# buffers near this many bytes.
+_CHUNK_BYTES = 1 << 25
+_MAX_CHUNK_ROWS = 16384
+
+
+def _chunk_rows(units, itemsize, n_rows):
+    per_row = itemsize * (2 * sum(units[1:]) + units[0] + 2 * max(units[1:]))
+    return int(max(1, min(n_rows, _MAX_CHUNK_ROWS, _CHUNK_BYTES // per_row)))
+
+
+class _Optimizer:
+    """State of a stochastic solver that lives across epochs and partial_fit
+    calls (learning rate, velocities or moments, Adam's step count)."""
+
+    def __init__(self, solver, n_params, dtype, learning_rate_init, lr_schedule,
+                 power_t):
+        self.solver = solver
+        self.learning_rate_init = learning_rate_init
+        self.learning_rate = float(learning_rate_init)
+        self.lr_schedule = lr_schedule if solver == "sgd" else "constant"
+        self.power_t = power_t
+        self.t = 0
+        self.state1 = np.zeros(n_params, dtype=dtype)
+        self.state2 = np.zeros(n_params if solver != "sgd" else 1, dtype=dtype)
+
+    def iteration_ends(self, time_step):
+        if self.lr_schedule == "invscaling":
+            self.learning_rate = (
+                float(self.learning_rate_init) / (time_step + 1) ** self.power_t
+            )
+
+    def trigger_stopping(self, msg, verbose):
+        if self.lr_schedule != "adaptive":
+            if verbose:
+                print(msg + " Stopping.")
+            return True
+        if self.learning_rate <= 1e-6:
+            if verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        self.learning_rate /= 5.0
+        if verbose:
+            print(msg + " Setting learning rate to %f" % self.learning_rate)
+        return False
+
+
+class _Network:
+    """The flat parameter vector of a fitted model and its layout."""
+
+    def __init__(self, units, hidden_acts, out_act, loss_code, huber_delta, cap):
+        codes = [HIDDEN_ACTIVATIONS[a] for a in hidden_acts]
+        codes.append(OUTPUT_ACTIVATIONS[out_act])
+        self.units = list(units)
+        self.layout = _core.Layout(units, codes, loss_code, huber_delta, cap)
+
+    def workspace(self, dtype, sparse):
+        return _core.Workspace(self.layout, dtype, self.units[0], sparse)
+
+    def pack(self, coefs, intercepts, dtype):
+        """Parameters as one vector, laid out like scikit-learn's ``_pack``."""
+        flat = np.empty(self.layout.n_params, dtype=dtype)
+        for c, off in zip(coefs, self.layout.coef_off):
+            flat[off : off + c.size] = c.ravel()
+        for b, off in zip(intercepts, self.layout.icpt_off):
+            flat[off : off + b.size] = b
+        return flat
+
+    def unpack(self, flat):
+        """Views of ``flat`` shaped as coefs_ and intercepts_."""
+        u = self.units
+        coefs = [
+            flat[off : off + u[i] * u[i + 1]].reshape(u[i], u[i + 1])
+            for i, off in enumerate(self.layout.coef_off)
+        ]
+        intercepts = [
+            flat[off : off + u[i + 1]] for i, off in enumerate(self.layout.icpt_off)
+        ]
+        return coefs, intercepts
+
+
+def _views_of_one_vector(coefs, intercepts, layout):
+    """The vector that coefs and intercepts are views of, or None."""
+    base = coefs[0].base
+    if not isinstance(base, np.ndarray) or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    start = base.__array_interface__["data"][0]
+    item = base.itemsize
+    arrays = list(coefs) + list(intercepts)
+    offsets = list(layout.coef_off) + list(layout.icpt_off)
+    for a, off in zip(arrays, offsets):
+        if (
+            a.base is not base
+            or a.dtype != base.dtype
+            or not a.flags.c_contiguous
+            or a.__array_interface__["data"][0] != start + off * item
+        ):
+            return None
+    if base.size != layout.n_params:
+        return None
+    return base
+
+
+class BaseMLP(BaseEstimator, ABC):
+    """Base class for MLP classification and regression (do not use directly)."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(HIDDEN_ACTIVATIONS)), list, tuple],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam", "adamw"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [
+            Interval(Integral, 1, None, closed="left"),
+            Options(Real, {np.inf}),
+        ],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "callbacks": [list, tuple, None],
+    }
+
+    @abstractmethod
+    def __init__(self, **params):
+        for name, value in params.items():
+            setattr(self, name, value)
+
+    # ------------------------------------------------------------------
+    # What the subclasses define
+
+    @abstractmethod
+    def _validate_input(self, X, y, incremental, reset):
+        """Validated X and the 2-D target matrix the network is trained on."""
+
+    @abstractmethod
+    def _task_output_activation(self):
+        """Output activation for the task being fitted."""
+
+    @abstractmethod
+    def _loss_code(self):
+        """Loss code of the C kernels for ``out_activation_``."""
+
+    @abstractmethod
+    def _score_rows(self, X_in, rows, y, sample_weight):
+        """Validation score on rows of X (early stopping)."""
+
+    def _extra_sample_weight(self, y, sample_weight):
+        return sample_weight
+
+    # ------------------------------------------------------------------
+    # Network description
+
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        if not hasattr(sizes, "__iter__"):
+            sizes = [sizes]
+        sizes = list(sizes)
+        if np.any(np.array(sizes) <= 0):
+            raise ValueError("hidden_layer_sizes must be > 0, got %s." % sizes)
+        return sizes
+
+    def _network(self, n_rows_cap, dtype, units=None, exact_cap=False):
+        """Layout for chunks of at most ``n_rows_cap`` rows (exactly that many
+        with ``exact_cap``, as training batches need)."""
+        if units is None:
+            units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
+        hidden = hidden_activation_names(self.activation, len(units) - 2)
+        cap = n_rows_cap if exact_cap else _chunk_rows(
+            units, np.dtype(dtype).itemsize, n_rows_cap
+        )
+        return _Network(
+            units, hidden, self.out_activation_, self._loss_code(),
+            getattr(self, "huber_delta", 1.0), cap,
+        )
+
+    def _init_coef(self, rng, fan_in, fan_out, factor, dtype):
+        init_bound = np.sqrt(factor / (fan_in + fan_out))
+        coef = rng.uniform(-init_bound, init_bound, (fan_in, fan_out))
+        intercept = rng.uniform(-init_bound, init_bound, fan_out)
+        return coef.astype(dtype, copy=False), intercept.astype(dtype, copy=False)
+
+    def _initialize(self, rng, y, layer_units, dtype):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = y.shape[1]
+        self.n_layers_ = len(layer_units)
+        self.out_activation_ = self._task_output_activation()
+        hidden = hidden_activation_names(self.activation, len(layer_units) - 2)
+        self.coefs_, self.intercepts_ = [], []
+        for i in range(self.n_layers_ - 1):
+            act = hidden[i] if i < len(hidden) else hidden[-1]
+            coef, intercept = self._init_coef(
+                rng, layer_units[i], layer_units[i + 1], glorot_factor(act), dtype
+            )
+            self.coefs_.append(coef)
+            self.intercepts_.append(intercept)
+        self._best_coefs = [c.copy() for c in self.coefs_]
+        self._best_intercepts = [i.copy() for i in self.intercepts_]
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    # ------------------------------------------------------------------
+    # Fitting
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden_sizes = self._hidden_sizes()
+        hidden_activation_names(self.activation, len(hidden_sizes))
+        first_pass = not hasattr(self, "coefs_") or (
+            not self.warm_start and not incremental
+        )
+        X, Y = self._validate_input(X, y, incremental, reset=first_pass)
+        n_samples, n_features = X.shape
+        dtype = X.dtype
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        sample_weight = self._extra_sample_weight(y, sample_weight)
+        if Y.ndim == 1:
+            Y = Y.reshape((-1, 1))
+        self.n_outputs_ = Y.shape[1]
+        layer_units = [n_features] + hidden_sizes + [self.n_outputs_]
+        rng = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(rng, Y, layer_units, dtype)
+        elif [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_] != layer_units:
+            raise ValueError(
+                "warm_start and partial_fit need the same network shape as the "
+                f"previous fit: got layers {layer_units}, the fitted model has "
+                f"{[self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]}."
+            )
+        Y = np.ascontiguousarray(Y, dtype=dtype)
+        sw = (
+            np.empty(0, dtype=dtype)
+            if sample_weight is None
+            else np.ascontiguousarray(sample_weight, dtype=dtype)
+        )
+        X_in = _core.Input(X)
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self._fit_stochastic(X_in, Y, sw, rng, layer_units, incremental)
+        else:
+            self._fit_lbfgs(X_in, Y, sw, layer_units)
+        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
+        return self
+
+    def _fit_lbfgs(self, X_in, Y, sw, layer_units):
+        dtype = Y.dtype
+        net = self._network(X_in.n_samples, dtype, layer_units)
+        ws = net.workspace(dtype, X_in.sparse)
+        params = net.pack(self.coefs_, self.intercepts_, dtype)
+        grads = np.empty_like(params)
+        alpha = float(self.alpha)
+
+        def fun(x):
+            params[:] = x
+            loss = _core.objective(net.layout, ws, X_in, Y, sw, params, grads, alpha)
+            return loss, grads.astype(np.float64)
+
+        iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
+        options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
+        try:  # SciPy < 1.15 still takes iprint
+            from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+
+            options.update(_get_additional_lbfgs_options_dict("iprint", iprint))
+        except ImportError:  # pragma: no cover
+            pass
+        opt_res = scipy.optimize.minimize(
+            fun, params.astype(np.float64), method="L-BFGS-B", jac=True, options=options
+        )
+        self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
+        self.loss_ = float(opt_res.fun)
+        params[:] = opt_res.x
+        self.coefs_, self.intercepts_ = net.unpack(params)
+
+    def _fit_stochastic(self, X_in, Y, sw, rng, layer_units, incremental):
+        dtype = Y.dtype
+        early_stopping = self.early_stopping
+        if early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        n_all = X_in.n_samples
+        if early_stopping:
+            # Split row indices exactly as train_test_split splits X and y.
+            stratify = Y if (is_classifier(self) and self.n_outputs_ == 1) else None
+            train_idx, val_idx = train_test_split(
+                np.arange(n_all),
+                random_state=rng,
+                test_size=self.validation_fraction,
+                stratify=stratify,
+            )
+            if val_idx.shape[0] < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' "
+                    "or the size of your dataset."
+                )
+            y_val = self._validation_targets(Y[val_idx])
+            sw_val = sw[val_idx] if sw.size else None
+        else:
+            train_idx = np.arange(n_all)
+        train_idx = np.ascontiguousarray(train_idx, dtype=np.intp)
+        n_samples = train_idx.shape[0]
+
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than "
+                    "sample size. It is going to be clipped"
+                )
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+
+        net = self._network(batch_size, dtype, layer_units, exact_cap=True)
+        ws = net.workspace(dtype, X_in.sparse)
+        params = net.pack(self.coefs_, self.intercepts_, dtype)
+        self.coefs_, self.intercepts_ = net.unpack(params)
+        grads = np.empty_like(params)
+        opt = getattr(self, "_optimizer", None)
+        if (
+            not incremental
+            or opt is None
+            or opt.solver != self.solver
+            or opt.state1.shape[0] != params.shape[0]
+            or opt.state1.dtype != dtype
+        ):
+            opt = _Optimizer(
+                self.solver, params.shape[0], dtype, self.learning_rate_init,
+                self.learning_rate, self.power_t,
+            )
+            self._optimizer = opt
+        solver_code = _SOLVER_CODES[self.solver]
+        alpha = float(self.alpha)
+
+        sample_idx = np.arange(n_samples)
+        callbacks = list(self.callbacks) if self.callbacks else []
+        start_time = time.perf_counter()
+        try:
+            self.n_iter_ = 0
+            for it in range(self.max_iter):
+                if self.shuffle:
+                    sample_idx = shuffle(sample_idx, random_state=rng)
+                    order = train_idx[sample_idx]
+                else:
+                    order = train_idx
+                total, opt.t, done = _core.epoch(
+                    net.layout, ws, X_in, Y, sw, order, batch_size, params, grads,
+                    opt.state1, opt.state2, solver_code, opt.learning_rate,
+                    float(self.momentum), bool(self.nesterovs_momentum),
+                    float(self.beta_1), float(self.beta_2), float(self.epsilon),
+                    opt.t, alpha, alpha,
+                )
+                self.n_iter_ += 1
+                self.loss_ = total / n_samples
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+
+                if early_stopping:
+                    self._update_validation(X_in, val_idx, y_val, sw_val)
+                else:
+                    self._update_training_loss()
+                opt.iteration_ends(self.t_)
+
+                stop = False
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        msg = (
+                            "Validation score did not improve more than "
+                            "tol=%f for %d consecutive epochs."
+                            % (self.tol, self.n_iter_no_change)
+                        )
+                    else:
+                        msg = (
+                            "Training loss did not improve more than tol=%f"
+                            " for %d consecutive epochs."
+                            % (self.tol, self.n_iter_no_change)
+                        )
+                    stop = opt.trigger_stopping(msg, self.verbose)
+                    if not stop:
+                        self._no_improvement_count = 0
+                if self._run_callbacks(callbacks, start_time):
+                    stop = True
+                if stop:
+                    break
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        "Stochastic Optimizer: Maximum iterations (%d) "
+                        "reached and the optimization hasn't converged yet."
+                        % self.max_iter,
+                        ConvergenceWarning,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+
+        if early_stopping:
+            self.coefs_ = self._best_coefs
+            self.intercepts_ = self._best_intercepts
+
+    def _run_callbacks(self, callbacks, start_time):
+        if not callbacks:
+            return False
+        info = {
+            "epoch": self.n_iter_,
+            "max_iter": self.max_iter,
+            "loss": self.loss_,
+            "validation_score": (
+                self.validation_scores_[-1] if self.validation_scores_ else None
+            ),
+            "elapsed": time.perf_counter() - start_time,
+        }
+        stop = False
+        for cb in callbacks:
+            if cb(self, info):
+                stop = True
+        return stop
+
+    def _update_validation(self, X_in, val_idx, y_val, sw_val):
+        val_score = self._score_rows(X_in, val_idx, y_val, sw_val)
+        self.validation_scores_.append(val_score)
+        if self.verbose:
+            print("Validation score: %f" % self.validation_scores_[-1])
+        last = self.validation_scores_[-1]
+        if last < (self.best_validation_score_ + self.tol):
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if last > self.best_validation_score_:
+            self.best_validation_score_ = last
+            self._best_coefs = [c.copy() for c in self.coefs_]
+            self._best_intercepts = [i.copy() for i in self.intercepts_]
+
+    def _update_training_loss(self):
+        if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if self.loss_curve_[-1] < self.best_loss_:
+            self.best_loss_ = self.loss_curve_[-1]
+
+    def _validation_targets(self, Y_val):
+        return Y_val
+
+    # ------------------------------------------------------------------
+    # Prediction
+
+    def _forward_rows(self, X_in, rows=None):
+        """Output layer for rows of a validated input (all rows if None).
+
+        Computed in the dtype of X: a float32 model predicting float64 input
+        casts its (small) weights, never the input."""
+        dtype = X_in.X.dtype
+        n = X_in.n_samples if rows is None else rows.shape[0]
+        out = np.empty((n, self.n_outputs_), dtype=dtype)
+        if n == 0:
+            return out
+        net = self._network(n, dtype)
+        params = _views_of_one_vector(self.coefs_, self.intercepts_, net.layout)
+        if params is None or params.dtype != dtype:
+            params = net.pack(self.coefs_, self.intercepts_, dtype)
+        ws = net.workspace(dtype, X_in.sparse)
+        rows = np.empty(0, np.intp) if rows is None else np.ascontiguousarray(rows, np.intp)
+        _core.predict(net.layout, ws, X_in, params, rows, out)
+        return out
+
+    def _forward_pass_fast(self, X, check_input=True):
+        if check_input:
+            X = validate_data(
+                self, X, accept_sparse=["csr", "csc"], reset=False,
+                dtype=(np.float64, np.float32),
+            )
+        return self._forward_rows(_core.Input(X))
+
+    def _score_with_function(self, X_in, rows, y, sample_weight, score_function):
+        y_pred = self._predict_from_output(self._forward_rows(X_in, rows))
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred, sample_weight=sample_weight)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    def _check_solver(self):
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(
+                "partial_fit is only available for stochastic"
+                " optimizers. %s is not stochastic." % self.solver
+            )
+        return True
+
+    def _check_fitted(self):
+        check_is_fitted(self)

@@ -1,0 +1,45 @@
+"""Row-major BLAS wrappers (the only place that talks to BLAS).
+
+Design: SciPy exposes the Fortran BLAS, which is column-major. A row-major
+matrix is the column-major view of its transpose, so the row-major product
+C = op(A) op(B) is computed as the column-major product Cᵀ = op(B)ᵀ op(A)ᵀ:
+the call passes B before A and exchanges m and n. Leading dimensions are the
+stored row lengths. No BLAS library is linked: SciPy resolves the routines
+when this module is imported.
+"""
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+
+cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
+               floating alpha, const floating *A, blas_int lda,
+               const floating *B, blas_int ldb, floating beta,
+               floating *C, blas_int ldc) noexcept nogil:
+    """C (m x n) = alpha op(A) op(B) + beta C, all row-major."""
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    if floating is double:
+        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double *> B, &ldb,
+              <double *> A, &lda, &beta, C, &ldc)
+    else:
+        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float *> B, &ldb,
+              <float *> A, &lda, &beta, C, &ldc)
+
+
+def gemm_memview(bint trans_a, bint trans_b, floating alpha,
+                 const floating[:, ::1] A,  # IN
+                 const floating[:, ::1] B,  # IN
+                 floating beta,
+                 floating[:, ::1] C):       # IN/OUT
+    """Python twin of ``gemm`` for the tests: C = alpha op(A) op(B) + beta C."""
+    cdef Py_ssize_t m = A.shape[1] if trans_a else A.shape[0]
+    cdef Py_ssize_t k = A.shape[0] if trans_a else A.shape[1]
+    cdef Py_ssize_t kb = B.shape[1] if trans_b else B.shape[0]
+    cdef Py_ssize_t n = B.shape[0] if trans_b else B.shape[1]
+    if kb != k or C.shape[0] != m or C.shape[1] != n:
+        raise ValueError("gemm: incompatible shapes")
+    if m == 0 or n == 0 or k == 0:
+        raise ValueError("gemm: empty operand")
+    with nogil:
+        gemm(trans_a, trans_b, <blas_int> m, <blas_int> n, <blas_int> k,
+             alpha, &A[0, 0], <blas_int> A.shape[1], &B[0, 0],
+             <blas_int> B.shape[1], beta, &C[0, 0], <blas_int> C.shape[1])

@@ -1,0 +1,109 @@
+# Declarations of the C kernels in csrc/bp_kernels.h (no Python inside).
+cdef extern from "bp_kernels.h" nogil:
+    int bp_act_needs_z(int act)
+
+    void bp_bias_act_d(int act, double *z, double *a, const double *b, Py_ssize_t rows, Py_ssize_t cols)
+    void bp_bias_act_f(int act, float *z, float *a, const float *b, Py_ssize_t rows, Py_ssize_t cols)
+    void bp_act_grad_d(int act, const double *z, const double *a, double *delta, Py_ssize_t n)
+    void bp_act_grad_f(int act, const float *z, const float *a, float *delta, Py_ssize_t n)
+    double bp_loss_delta_d(int loss, Py_ssize_t rows, Py_ssize_t cols, const double *p, const double *y, const double *sw, double *delta, double huber_delta)
+    double bp_loss_delta_f(int loss, Py_ssize_t rows, Py_ssize_t cols, const float *p, const float *y, const float *sw, float *delta, double huber_delta)
+    double bp_loss_d(int loss, Py_ssize_t rows, Py_ssize_t cols, const double *p, const double *y, const double *sw, double huber_delta)
+    double bp_loss_f(int loss, Py_ssize_t rows, Py_ssize_t cols, const float *p, const float *y, const float *sw, double huber_delta)
+    void bp_colsum_add_d(const double *x, Py_ssize_t rows, Py_ssize_t cols, double *out)
+    void bp_colsum_add_f(const float *x, Py_ssize_t rows, Py_ssize_t cols, float *out)
+    void bp_finish_grad_d(double *g, const double *p, Py_ssize_t n_coef, Py_ssize_t n, double alpha, double scale)
+    void bp_finish_grad_f(float *g, const float *p, Py_ssize_t n_coef, Py_ssize_t n, double alpha, double scale)
+    double bp_sumsq_d(const double *x, Py_ssize_t n)
+    double bp_sumsq_f(const float *x, Py_ssize_t n)
+    void bp_sgd_step_d(double *p, double *vel, const double *g, Py_ssize_t n, double lr, double momentum, int nesterov)
+    void bp_sgd_step_f(float *p, float *vel, const float *g, Py_ssize_t n, double lr, double momentum, int nesterov)
+    void bp_adam_step_d(double *p, double *m, double *v, const double *g, Py_ssize_t n, double lr_t, double beta_1, double beta_2, double eps)
+    void bp_adam_step_f(float *p, float *m, float *v, const float *g, Py_ssize_t n, double lr_t, double beta_1, double beta_2, double eps)
+    void bp_scale_d(double *p, Py_ssize_t n, double factor)
+    void bp_scale_f(float *p, Py_ssize_t n, double factor)
+    int bp_all_finite_d(const double *x, Py_ssize_t n)
+    int bp_all_finite_f(const float *x, Py_ssize_t n)
+
+
+# One fused entry point per kernel: the dtype picks the C function.
+from cython cimport floating
+
+cdef inline void bias_act(int act, floating *z, floating *a, const floating *b,
+                          Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+    if floating is double:
+        bp_bias_act_d(act, z, a, b, rows, cols)
+    else:
+        bp_bias_act_f(act, z, a, b, rows, cols)
+
+cdef inline void act_grad(int act, const floating *z, const floating *a,
+                          floating *delta, Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        bp_act_grad_d(act, z, a, delta, n)
+    else:
+        bp_act_grad_f(act, z, a, delta, n)
+
+cdef inline double loss_delta(int loss, Py_ssize_t rows, Py_ssize_t cols,
+                              const floating *p, const floating *y,
+                              const floating *sw, floating *delta,
+                              double huber_delta) noexcept nogil:
+    if floating is double:
+        return bp_loss_delta_d(loss, rows, cols, p, y, sw, delta, huber_delta)
+    else:
+        return bp_loss_delta_f(loss, rows, cols, p, y, sw, delta, huber_delta)
+
+cdef inline double loss_only(int loss, Py_ssize_t rows, Py_ssize_t cols,
+                             const floating *p, const floating *y,
+                             const floating *sw, double huber_delta) noexcept nogil:
+    if floating is double:
+        return bp_loss_d(loss, rows, cols, p, y, sw, huber_delta)
+    else:
+        return bp_loss_f(loss, rows, cols, p, y, sw, huber_delta)
+
+cdef inline void colsum_add(const floating *x, Py_ssize_t rows, Py_ssize_t cols,
+                            floating *out) noexcept nogil:
+    if floating is double:
+        bp_colsum_add_d(x, rows, cols, out)
+    else:
+        bp_colsum_add_f(x, rows, cols, out)
+
+cdef inline void finish_grad(floating *g, const floating *p, Py_ssize_t n_coef,
+                             Py_ssize_t n, double alpha, double scale) noexcept nogil:
+    if floating is double:
+        bp_finish_grad_d(g, p, n_coef, n, alpha, scale)
+    else:
+        bp_finish_grad_f(g, p, n_coef, n, alpha, scale)
+
+cdef inline double sumsq(const floating *x, Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        return bp_sumsq_d(x, n)
+    else:
+        return bp_sumsq_f(x, n)
+
+cdef inline void sgd_step(floating *p, floating *vel, const floating *g,
+                          Py_ssize_t n, double lr, double momentum,
+                          int nesterov) noexcept nogil:
+    if floating is double:
+        bp_sgd_step_d(p, vel, g, n, lr, momentum, nesterov)
+    else:
+        bp_sgd_step_f(p, vel, g, n, lr, momentum, nesterov)
+
+cdef inline void adam_step(floating *p, floating *m, floating *v,
+                           const floating *g, Py_ssize_t n, double lr_t,
+                           double beta_1, double beta_2, double eps) noexcept nogil:
+    if floating is double:
+        bp_adam_step_d(p, m, v, g, n, lr_t, beta_1, beta_2, eps)
+    else:
+        bp_adam_step_f(p, m, v, g, n, lr_t, beta_1, beta_2, eps)
+
+cdef inline void scale(floating *p, Py_ssize_t n, double factor) noexcept nogil:
+    if floating is double:
+        bp_scale_d(p, n, factor)
+    else:
+        bp_scale_f(p, n, factor)
+
+cdef inline bint all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        return bp_all_finite_d(x, n)
+    else:
+        return bp_all_finite_f(x, n)

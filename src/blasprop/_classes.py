@@ -1,0 +1,367 @@
+"""MLPClassifier and MLPRegressor: scikit-learn's API on blasprop's core."""
+
+from numbers import Real
+
+import numpy as np
+from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call,
+    type_of_target,
+    unique_labels,
+)
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from ._activations import BINARY_LOG_LOSS, LOG_LOSS, REGRESSION_LOSSES
+from ._base import BaseMLP
+
+_SHARED_DOC = """
+    The parameters, defaults, attributes and methods are scikit-learn's
+    (``sklearn.neural_network.{name}``, 1.9), and with the same data,
+    parameters and ``random_state`` the fitted model is the same, up to
+    floating-point rounding. Training runs in compiled code (BLAS matrix
+    products, the GIL released for whole epochs); float32 input trains and
+    predicts in float32. What blasprop adds is listed below; everything else
+    is documented in scikit-learn.
+
+    Parameters beyond scikit-learn
+    ------------------------------
+    activation : str or list of str, default='relu'
+        'identity', 'logistic', 'tanh', 'relu' as in scikit-learn, and also
+        'leaky_relu' (slope 0.01), 'elu' (alpha 1), 'gelu' (exact, erf form),
+        'silu' (x * sigmoid(x)) and 'softplus' (log(1 + e^x)). A list gives one
+        activation per hidden layer.
+
+    solver : {{'adam', 'sgd', 'lbfgs', 'adamw'}}, default='adam'
+        'adamw' is Adam with decoupled weight decay: ``alpha`` is then the
+        decay rate (each step multiplies the weights by
+        ``1 - learning_rate_init * alpha``) instead of an L2 term in the loss.
+{extra}
+    callbacks : list of callable, default=None
+        Each is called once per epoch (stochastic solvers) as
+        ``callback(estimator, info)``; ``info`` holds ``epoch``, ``max_iter``,
+        ``loss``, ``validation_score`` (None without early stopping) and
+        ``elapsed`` (seconds since fit started). A callback that returns True
+        stops training after that epoch.
+"""
+
+
+class MLPClassifier(ClassifierMixin, BaseMLP):
+    __doc__ = "Multi-layer perceptron classifier.\n" + _SHARED_DOC.format(
+        name="MLPClassifier",
+        extra="""
+    class_weight : dict, 'balanced' or None, default=None
+        Weights of the classes, multiplied into ``sample_weight`` (the
+        ``compute_sample_weight`` convention of scikit-learn): they act on the
+        loss, its gradient and the early-stopping score. 'balanced' is not
+        available in ``partial_fit``.
+""",
+    )
+
+    _parameter_constraints: dict = {
+        **BaseMLP._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        class_weight=None,
+        callbacks=None,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.class_weight = class_weight
+        self.callbacks = callbacks
+
+    loss = "log_loss"
+
+    def _task_output_activation(self):
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
+
+    def _loss_code(self):
+        return LOG_LOSS if self.out_activation_ == "softmax" else BINARY_LOG_LOSS
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+            dtype=(np.float64, np.float32), reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same "
+                        "classes as in the previous call to fit. Previously "
+                        f"got {self.classes_}, `y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    "`y` has classes not in `self.classes_`. "
+                    f"`self.classes_` has {self.classes_}. 'y' has {classes}."
+                )
+        self._y_for_weights = y
+        y = self._label_binarizer.transform(y).astype(bool)
+        return X, y
+
+    def _extra_sample_weight(self, y, sample_weight):
+        y = self.__dict__.pop("_y_for_weights", y)
+        if self.class_weight is None:
+            return sample_weight
+        if self.class_weight == "balanced" and self._in_partial_fit:
+            raise ValueError(
+                "class_weight 'balanced' is not supported for partial_fit. Pass the "
+                "weights of the classes as a dict, e.g. from "
+                "sklearn.utils.class_weight.compute_class_weight."
+            )
+        cw = compute_sample_weight(self.class_weight, y)
+        if sample_weight is None:
+            return cw.astype(np.float64)
+        return sample_weight * cw.astype(sample_weight.dtype)
+
+    _in_partial_fit = False
+
+    def _validation_targets(self, Y_val):
+        return self._label_binarizer.inverse_transform(Y_val)
+
+    def _predict_from_output(self, y_pred):
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def _score_rows(self, X_in, rows, y, sample_weight):
+        return self._score_with_function(X_in, rows, y, sample_weight, accuracy_score)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns self.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def predict(self, X):
+        """Predict using the multi-layer perceptron classifier."""
+        check_is_fitted(self)
+        return self._predict_from_output(self._forward_pass_fast(X))
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """Update the model with a single iteration over the given data.
+
+        ``classes`` is required on the first call (all labels that will ever
+        appear); ``y`` need not contain all of them.
+        """
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        self._in_partial_fit = True
+        try:
+            return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        finally:
+            del self._in_partial_fit
+
+    def predict_log_proba(self, X):
+        """Log of the probability estimates, ``log(predict_proba(X))``."""
+        y_prob = self.predict_proba(X)
+        return np.log(y_prob, out=y_prob)
+
+    def predict_proba(self, X):
+        """Probability estimates, columns ordered as ``classes_``."""
+        check_is_fitted(self)
+        y_pred = self._forward_pass_fast(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        if y_pred.ndim == 1:
+            return np.vstack([1 - y_pred, y_pred]).T
+        return y_pred
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, BaseMLP):
+    __doc__ = "Multi-layer perceptron regressor.\n" + _SHARED_DOC.format(
+        name="MLPRegressor",
+        extra="""
+    loss : {'squared_error', 'poisson', 'huber', 'absolute_error'}, default='squared_error'
+        'squared_error' (half squared error, identity output) and 'poisson'
+        (half Poisson deviance, exponential output) as in scikit-learn;
+        'huber' (quadratic within ``huber_delta`` of the target, linear
+        beyond) and 'absolute_error', both with identity output. Losses of
+        several outputs are averaged over the outputs, except poisson (summed,
+        as in scikit-learn). Unlike scikit-learn, the gradient for several
+        outputs is the gradient of the reported loss (scikit-learn's is
+        n_outputs times larger for squared_error, its issue #8349).
+
+    huber_delta : float, default=1.0
+        Threshold of the Huber loss.
+""",
+    )
+
+    _parameter_constraints: dict = {
+        **BaseMLP._parameter_constraints,
+        "loss": [StrOptions(set(REGRESSION_LOSSES))],
+        "huber_delta": [Interval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+        huber_delta=1.0,
+        callbacks=None,
+    ):
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.huber_delta = huber_delta
+        self.callbacks = callbacks
+
+    def _task_output_activation(self):
+        return REGRESSION_LOSSES[self.loss][1]
+
+    def _loss_code(self):
+        return REGRESSION_LOSSES[self.loss][0]
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+            y_numeric=True, dtype=(np.float64, np.float32), reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y
+
+    def _predict_from_output(self, y_pred):
+        if y_pred.shape[1] == 1:
+            return y_pred.ravel()
+        return y_pred
+
+    def _score_rows(self, X_in, rows, y, sample_weight):
+        return self._score_with_function(X_in, rows, y, sample_weight, r2_score)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y. Returns self."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def predict(self, X):
+        """Predict using the multi-layer perceptron model."""
+        check_is_fitted(self)
+        return self._predict_from_output(self._forward_pass_fast(X))
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Update the model with a single iteration over the given data."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)

@@ -1,0 +1,520 @@
+"""Compiled forward, backward, training epoch and prediction.
+
+Design: the parameters of a network live in one flat vector, laid out like
+scikit-learn's ``_pack``: every layer's weights (fan_in x fan_out, row-major)
+one after the other, then every layer's intercepts. The fitted ``coefs_`` and
+``intercepts_`` are views into that vector, L-BFGS optimises it directly, and
+an optimizer step is one loop over it.
+
+A ``Layout`` describes the network (units, offsets, activations, loss) and a
+``Workspace`` holds the buffers for at most ``cap`` rows: the gathered input
+rows, targets and weights, every layer's activations (and pre-activations for
+the activations whose derivative needs them) and two delta buffers used in
+turn. Both are allocated once per fit; nothing is allocated per batch.
+
+``_fwd_bwd`` is the one kernel every caller shares: for a chunk of rows it
+runs the forward pass, the loss and its output delta, and the backward pass,
+adding the unnormalised gradient into ``grads``. A training epoch calls it
+once per mini-batch and then steps the optimizer; the full-data objective for
+L-BFGS and for the gradient checker calls it once per chunk of rows. Every
+matrix product goes through ``_blas.gemm``; the elementwise work is in
+``csrc/``. The Python layer calls ``epoch`` once per epoch, with the GIL
+released for the whole of it. Nothing inside the ``nogil`` blocks raises: a
+pending signal sets a flag, the loop stops at the next batch boundary, and the
+exception is raised after the GIL is taken back.
+"""
+import numpy as np
+
+from cython cimport floating
+from libc.math cimport sqrt, pow
+from libc.string cimport memcpy, memset
+
+from ._blas cimport gemm, blas_int
+from ._ckernels cimport (
+    bp_act_needs_z, bias_act, act_grad, loss_delta, loss_only, colsum_add,
+    finish_grad, sumsq, sgd_step, adam_step, scale, all_finite,
+)
+
+cdef extern from "Python.h":
+    int _check_signals "PyErr_CheckSignals"() noexcept
+
+
+cdef int _reraise() except -1:
+    # The exception set by PyErr_CheckSignals is still pending: returning -1
+    # from an ``except -1`` function makes Cython raise it.
+    return -1
+
+
+# Solver codes shared with _base.py
+cdef enum:
+    SOLVER_SGD = 0
+    SOLVER_ADAM = 1
+    SOLVER_ADAMW = 2
+SGD = SOLVER_SGD
+ADAM = SOLVER_ADAM
+ADAMW = SOLVER_ADAMW
+
+# Work (rows x parameters) between two checks for Ctrl-C: ~a millisecond.
+cdef Py_ssize_t SIGNAL_WORK = 1 << 22
+
+
+cdef struct Net:
+    Py_ssize_t n_layers          # weight layers
+    const Py_ssize_t *units      # n_layers + 1
+    const Py_ssize_t *coef_off   # n_layers, offsets into the parameter vector
+    const Py_ssize_t *icpt_off   # n_layers
+    const Py_ssize_t *act_off    # n_layers, offsets into the activation buffer
+    const Py_ssize_t *z_off      # n_layers, into the pre-activation buffer, or -1
+    const int *act               # n_layers, activation of each layer's output
+    int loss
+    double huber_delta
+    Py_ssize_t n_coef            # weights come first in the parameter vector
+    Py_ssize_t n_params
+
+
+cdef struct Source:
+    # Dense rows (any strides, in bytes) or CSR (indices as intp).
+    const char *base
+    Py_ssize_t row_stride
+    Py_ssize_t col_stride
+    bint sparse
+    const char *data
+    const Py_ssize_t *indices
+    const Py_ssize_t *indptr
+    Py_ssize_t n_features
+
+
+cdef class Layout:
+    """Shape of a network and its loss, as arrays the kernels can read."""
+    cdef readonly object units, coef_off, icpt_off, act_off, z_off, act
+    cdef readonly Py_ssize_t cap, n_coef, n_params, act_size, z_size, max_units
+    cdef Net net
+
+    def __init__(self, units, activations, int loss, double huber_delta,
+                 Py_ssize_t cap):
+        units = np.ascontiguousarray(units, dtype=np.intp)
+        cdef Py_ssize_t L = units.shape[0] - 1, l
+        if L < 1 or cap < 1:
+            raise ValueError("a network needs at least one layer and one row")
+        fan_out = units[1:]
+        sizes = units[:L] * fan_out
+        self.n_coef = int(sizes.sum())
+        self.n_params = self.n_coef + int(fan_out.sum())
+        self.coef_off = np.concatenate([[0], np.cumsum(sizes)[:L - 1]]).astype(np.intp)
+        self.icpt_off = (self.n_coef + np.concatenate(
+            [[0], np.cumsum(fan_out)[:L - 1]])).astype(np.intp)
+        self.act = np.ascontiguousarray(activations, dtype=np.intc)
+        if self.act.shape[0] != L:
+            raise ValueError("one activation per layer is needed")
+        self.act_off = (cap * np.concatenate(
+            [[0], np.cumsum(fan_out)[:L - 1]])).astype(np.intp)
+        z_off = np.full(L, -1, dtype=np.intp)
+        z_size = 0
+        for l in range(L):
+            if bp_act_needs_z(self.act[l]):
+                z_off[l] = z_size
+                z_size += cap * units[l + 1]
+        self.z_off = z_off
+        self.units = units
+        self.cap = cap
+        self.act_size = cap * int(fan_out.sum())
+        self.z_size = z_size
+        self.max_units = int(fan_out.max())
+        self._bind(loss, huber_delta)
+
+    cdef void _bind(self, int loss, double huber_delta):
+        cdef Py_ssize_t[::1] u = self.units, co = self.coef_off
+        cdef Py_ssize_t[::1] io = self.icpt_off, ao = self.act_off, zo = self.z_off
+        cdef int[::1] ac = self.act
+        self.net.n_layers = u.shape[0] - 1
+        self.net.units = &u[0]
+        self.net.coef_off = &co[0]
+        self.net.icpt_off = &io[0]
+        self.net.act_off = &ao[0]
+        self.net.z_off = &zo[0]
+        self.net.act = &ac[0]
+        self.net.loss = loss
+        self.net.huber_delta = huber_delta
+        self.net.n_coef = self.n_coef
+        self.net.n_params = self.n_params
+
+
+cdef class Workspace:
+    """Buffers for ``layout.cap`` rows, allocated once."""
+    cdef readonly object xbuf, ybuf, swbuf, acts, zs, d0, d1
+
+    def __init__(self, Layout layout, dtype, Py_ssize_t n_features, bint sparse):
+        cap = layout.cap
+        n_out = int(layout.units[layout.units.shape[0] - 1])
+        self.xbuf = np.empty(1 if sparse else cap * n_features, dtype=dtype)
+        self.ybuf = np.empty(cap * n_out, dtype=dtype)
+        self.swbuf = np.empty(cap, dtype=dtype)
+        self.acts = np.empty(layout.act_size, dtype=dtype)
+        self.zs = np.empty(max(layout.z_size, 1), dtype=dtype)
+        self.d0 = np.empty(cap * layout.max_units, dtype=dtype)
+        self.d1 = np.empty(cap * layout.max_units, dtype=dtype)
+
+
+cdef class Input:
+    """A read-only view of X for the kernels: dense with any strides, or CSR."""
+    cdef readonly object X, data, indices, indptr
+    cdef readonly bint sparse
+    cdef readonly Py_ssize_t n_samples, n_features
+    cdef Source src
+
+    def __init__(self, X):
+        cdef Py_ssize_t[::1] ind, ptr
+        cdef const unsigned char[::1] raw
+        self.X = X
+        self.n_samples, self.n_features = X.shape
+        self.src.n_features = self.n_features
+        self.sparse = hasattr(X, "tocsr")
+        self.src.sparse = self.sparse
+        if self.sparse:
+            X = X.tocsr() if X.format != "csr" else X
+            self.X = X
+            self.data = np.ascontiguousarray(X.data)
+            self.indices = np.ascontiguousarray(X.indices, dtype=np.intp)
+            self.indptr = np.ascontiguousarray(X.indptr, dtype=np.intp)
+            raw = self.data.view(np.uint8) if self.data.size else np.zeros(1, np.uint8)
+            ind = self.indices if self.indices.size else np.zeros(1, np.intp)
+            ptr = self.indptr
+            self.src.data = <const char *> &raw[0]
+            self.src.indices = &ind[0]
+            self.src.indptr = &ptr[0]
+            self.src.base = NULL
+        else:
+            if X.size == 0:
+                raise ValueError("empty input")
+            self.data = X
+            self.src.base = <const char *> <size_t> X.__array_interface__["data"][0]
+            self.src.row_stride = X.strides[0]
+            self.src.col_stride = X.strides[1]
+
+
+# --------------------------------------------------------------------------
+# Kernels (nogil)
+
+cdef const floating *_dense_rows(const Source *src, const Py_ssize_t *rows,
+                                 Py_ssize_t start, Py_ssize_t n,
+                                 floating *xbuf, Py_ssize_t *ld) noexcept nogil:
+    """Rows of X as a row-major block: X itself when its rows are already
+    contiguous and consecutive, else gathered into ``xbuf``."""
+    cdef Py_ssize_t r, j, row, nf = src.n_features
+    cdef Py_ssize_t es = sizeof(floating)
+    cdef const char *p
+    cdef floating *out
+    if (rows == NULL and src.col_stride == es and src.row_stride > 0
+            and src.row_stride % es == 0 and src.row_stride // es >= nf):
+        ld[0] = src.row_stride // es
+        return <const floating *> (src.base + start * src.row_stride)
+    for r in range(n):
+        row = rows[r] if rows != NULL else start + r
+        p = src.base + row * src.row_stride
+        out = xbuf + r * nf
+        if src.col_stride == es:
+            memcpy(out, p, nf * es)
+        else:
+            for j in range(nf):
+                out[j] = (<const floating *> (p + j * src.col_stride))[0]
+    ld[0] = nf
+    return xbuf
+
+
+cdef void _csr_matmul(const Source *src, const Py_ssize_t *rows, Py_ssize_t start,
+                      Py_ssize_t n, const floating *W, Py_ssize_t n_out,
+                      floating *out) noexcept nogil:
+    """out (n x n_out) = X[rows] @ W for CSR X."""
+    cdef const floating *data = <const floating *> src.data
+    cdef Py_ssize_t r, p, j, row
+    cdef floating v
+    cdef floating *o
+    cdef const floating *w
+    memset(out, 0, n * n_out * sizeof(floating))
+    for r in range(n):
+        row = rows[r] if rows != NULL else start + r
+        o = out + r * n_out
+        for p in range(src.indptr[row], src.indptr[row + 1]):
+            v = data[p]
+            w = W + src.indices[p] * n_out
+            for j in range(n_out):
+                o[j] += v * w[j]
+
+
+cdef void _csr_grad(const Source *src, const Py_ssize_t *rows, Py_ssize_t start,
+                    Py_ssize_t n, const floating *delta, Py_ssize_t n_out,
+                    floating *G) noexcept nogil:
+    """G (n_features x n_out) += X[rows].T @ delta for CSR X."""
+    cdef const floating *data = <const floating *> src.data
+    cdef Py_ssize_t r, p, j, row
+    cdef floating v
+    cdef floating *g
+    cdef const floating *d
+    for r in range(n):
+        row = rows[r] if rows != NULL else start + r
+        d = delta + r * n_out
+        for p in range(src.indptr[row], src.indptr[row + 1]):
+            v = data[p]
+            g = G + src.indices[p] * n_out
+            for j in range(n_out):
+                g[j] += v * d[j]
+
+
+cdef void _forward(const Net *net, const Source *src, const Py_ssize_t *rows,
+                   Py_ssize_t start, Py_ssize_t n, const floating *params,
+                   floating *xbuf, floating *acts, floating *zs,
+                   const floating **xin, Py_ssize_t *ldx) noexcept nogil:
+    """Z = A W + b and A' = f(Z) for every layer; the output is at
+    ``acts + act_off[L-1]``. ``xin``/``ldx`` return the dense input block."""
+    cdef Py_ssize_t l, fan_in, fan_out, ld = 0
+    cdef const floating *inp
+    cdef floating *out_a
+    cdef floating *out_z
+    for l in range(net.n_layers):
+        fan_in = net.units[l]
+        fan_out = net.units[l + 1]
+        out_a = acts + net.act_off[l]
+        out_z = zs + net.z_off[l] if net.z_off[l] >= 0 else out_a
+        if l == 0:
+            if src.sparse:
+                _csr_matmul(src, rows, start, n, params + net.coef_off[0],
+                            fan_out, out_z)
+                xin[0] = NULL
+            else:
+                inp = _dense_rows(src, rows, start, n, xbuf, &ld)
+                xin[0] = inp
+                ldx[0] = ld
+                gemm(False, False, <blas_int> n, <blas_int> fan_out, <blas_int> fan_in,
+                     <floating> 1, inp, <blas_int> ld, params + net.coef_off[0],
+                     <blas_int> fan_out, <floating> 0, out_z, <blas_int> fan_out)
+        else:
+            gemm(False, False, <blas_int> n, <blas_int> fan_out, <blas_int> fan_in,
+                 <floating> 1, acts + net.act_off[l - 1], <blas_int> fan_in,
+                 params + net.coef_off[l], <blas_int> fan_out, <floating> 0,
+                 out_z, <blas_int> fan_out)
+        bias_act(net.act[l], out_z, out_a, params + net.icpt_off[l], n, fan_out)
+
+
+cdef const floating *_rows_of(const floating *M, Py_ssize_t width,
+                              const Py_ssize_t *rows, Py_ssize_t start,
+                              Py_ssize_t n, floating *buf) noexcept nogil:
+    """Rows of a contiguous (n_samples x width) array, gathered if needed."""
+    cdef Py_ssize_t r
+    if rows == NULL:
+        return M + start * width
+    for r in range(n):
+        memcpy(buf + r * width, M + rows[r] * width, width * sizeof(floating))
+    return buf
+
+
+cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
+                     Py_ssize_t start, Py_ssize_t n, const floating *Y,
+                     const floating *sw, const floating *params,
+                     floating *grads, floating *xbuf, floating *ybuf,
+                     floating *swbuf, floating *acts, floating *zs,
+                     floating *d0, floating *d1, double *sw_sum) noexcept nogil:
+    """Forward, loss and backward for one chunk of rows.
+
+    Adds X'delta and colsum(delta) of every layer into ``grads`` (not yet
+    divided by the weight sum, no L2 term), adds the chunk's weight sum into
+    ``sw_sum`` and returns the chunk's weighted loss sum."""
+    cdef Py_ssize_t L = net.n_layers, k = net.units[L]
+    cdef Py_ssize_t l, r, fan_in, fan_out, ldx = 0
+    cdef const floating *xin = NULL
+    cdef const floating *y
+    cdef const floating *w = NULL
+    cdef floating *delta = d0
+    cdef floating *other = d1
+    cdef floating *tmp
+    cdef floating *a_prev
+    cdef double loss, s = 0.0
+
+    y = _rows_of(Y, k, rows, start, n, ybuf)
+    if sw != NULL:
+        w = _rows_of(sw, 1, rows, start, n, swbuf)
+        for r in range(n):
+            s += w[r]
+    else:
+        s = n
+    sw_sum[0] += s
+
+    _forward(net, src, rows, start, n, params, xbuf, acts, zs, &xin, &ldx)
+    loss = loss_delta(net.loss, n, k, acts + net.act_off[L - 1], y, w, delta,
+                      net.huber_delta)
+
+    for l in range(L - 1, -1, -1):
+        fan_in = net.units[l]
+        fan_out = net.units[l + 1]
+        # dW_l += A_l' delta ; db_l += colsum(delta)
+        if l == 0 and src.sparse:
+            _csr_grad(src, rows, start, n, delta, fan_out, grads + net.coef_off[0])
+        elif l == 0:
+            gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> n,
+                 <floating> 1, xin, <blas_int> ldx, delta, <blas_int> fan_out,
+                 <floating> 1, grads + net.coef_off[0], <blas_int> fan_out)
+        else:
+            gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> n,
+                 <floating> 1, acts + net.act_off[l - 1], <blas_int> fan_in,
+                 delta, <blas_int> fan_out, <floating> 1,
+                 grads + net.coef_off[l], <blas_int> fan_out)
+        colsum_add(delta, n, fan_out, grads + net.icpt_off[l])
+        if l == 0:
+            break   # the input needs no delta
+        # delta_{l-1} = (delta W_l') * f'(Z_{l-1})
+        gemm(False, True, <blas_int> n, <blas_int> fan_in, <blas_int> fan_out,
+             <floating> 1, delta, <blas_int> fan_out, params + net.coef_off[l],
+             <blas_int> fan_out, <floating> 0, other, <blas_int> fan_in)
+        a_prev = acts + net.act_off[l - 1]
+        act_grad(net.act[l - 1],
+                 zs + net.z_off[l - 1] if net.z_off[l - 1] >= 0 else a_prev,
+                 a_prev, other, n * fan_in)
+        tmp = delta
+        delta = other
+        other = tmp
+    return loss
+
+
+cdef inline floating *_ptr(floating[::1] a) noexcept nogil:
+    return &a[0]
+
+
+# --------------------------------------------------------------------------
+# Entry points (called from Python once per epoch / objective / predict)
+
+def epoch(Layout layout, Workspace ws, Input X,
+          const floating[:, ::1] Y,          # IN  targets (n_samples x n_outputs)
+          const floating[::1] sw,            # IN  sample weights, or length 0
+          const Py_ssize_t[::1] order,       # IN  rows of X in visiting order
+          Py_ssize_t batch_size,
+          floating[::1] params,              # IN/OUT flat parameters
+          floating[::1] grads,               # scratch
+          floating[::1] state1,              # IN/OUT velocity (sgd) / m (adam)
+          floating[::1] state2,              # IN/OUT v (adam)
+          int solver, double learning_rate, double momentum, bint nesterov,
+          double beta_1, double beta_2, double epsilon, long long adam_t,
+          double alpha, double weight_decay):
+    """One pass over ``order`` in mini-batches, updating ``params`` in place.
+
+    Returns (sum over batches of batch_loss * batch_rows, adam_t, rows_done,
+    interrupted). ``batch_loss`` is the batch's mean loss plus the L2 term,
+    computed before the batch's update, exactly as scikit-learn reports it.
+    """
+    cdef const Net *net = &layout.net
+    cdef const Source *src = &X.src
+    cdef Py_ssize_t n = order.shape[0], start, nb, work = 0
+    cdef Py_ssize_t P = layout.n_params, NC = layout.n_coef
+    cdef floating[::1] xbuf = ws.xbuf, ybuf = ws.ybuf, swbuf = ws.swbuf
+    cdef floating[::1] acts = ws.acts, zs = ws.zs, d0 = ws.d0, d1 = ws.d1
+    cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
+    cdef double total = 0.0, batch_loss, sw_sum, lr_t
+    cdef int interrupted = 0
+    if batch_size > layout.cap or batch_size < 1:
+        raise ValueError("batch_size exceeds the workspace")
+    if Y.shape[0] != X.n_samples or params.shape[0] != P or grads.shape[0] != P:
+        raise ValueError("inconsistent shapes")
+    with nogil:
+        start = 0
+        while start < n:
+            nb = min(batch_size, n - start)
+            memset(&grads[0], 0, P * sizeof(floating))
+            sw_sum = 0.0
+            batch_loss = _fwd_bwd(net, src, &order[start], 0, nb, &Y[0, 0], swp,
+                                  &params[0], &grads[0], _ptr(xbuf), _ptr(ybuf),
+                                  _ptr(swbuf), _ptr(acts), _ptr(zs), _ptr(d0),
+                                  _ptr(d1), &sw_sum)
+            batch_loss /= sw_sum
+            if alpha > 0 and solver != SOLVER_ADAMW:
+                batch_loss += 0.5 * alpha * sumsq(&params[0], NC) / sw_sum
+            finish_grad(&grads[0], &params[0], NC, P,
+                        alpha if solver != SOLVER_ADAMW else 0.0, sw_sum)
+            if solver == SOLVER_SGD:
+                sgd_step(&params[0], &state1[0], &grads[0], P, learning_rate,
+                         momentum, nesterov)
+            else:
+                adam_t += 1
+                lr_t = (learning_rate * sqrt(1.0 - pow(beta_2, <double> adam_t))
+                        / (1.0 - pow(beta_1, <double> adam_t)))
+                if solver == SOLVER_ADAMW and weight_decay > 0:
+                    scale(&params[0], NC, 1.0 - learning_rate * weight_decay)
+                adam_step(&params[0], &state1[0], &state2[0], &grads[0], P,
+                          lr_t, beta_1, beta_2, epsilon)
+            total += batch_loss * nb
+            start += nb
+            work += nb * P
+            if work >= SIGNAL_WORK and start < n:
+                work = 0
+                with gil:
+                    if _check_signals() != 0:
+                        interrupted = 1
+                if interrupted:
+                    break
+    if interrupted:
+        _reraise()
+    return total, adam_t, start
+
+
+def objective(Layout layout, Workspace ws, Input X,
+              const floating[:, ::1] Y,      # IN
+              const floating[::1] sw,        # IN  or length 0
+              floating[::1] params,          # IN
+              floating[::1] grads,           # OUT gradient of the returned loss
+              double alpha):
+    """Mean loss over all of X plus 0.5 alpha |W|^2 / sum(sw), and its
+    gradient, computed chunk by chunk (``layout.cap`` rows at a time)."""
+    cdef const Net *net = &layout.net
+    cdef const Source *src = &X.src
+    cdef Py_ssize_t n = X.n_samples, start, nb, cap = layout.cap
+    cdef Py_ssize_t P = layout.n_params, NC = layout.n_coef
+    cdef floating[::1] xbuf = ws.xbuf, ybuf = ws.ybuf, swbuf = ws.swbuf
+    cdef floating[::1] acts = ws.acts, zs = ws.zs, d0 = ws.d0, d1 = ws.d1
+    cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
+    cdef double loss = 0.0, sw_sum = 0.0
+    if Y.shape[0] != n or params.shape[0] != P or grads.shape[0] != P:
+        raise ValueError("inconsistent shapes")
+    with nogil:
+        memset(&grads[0], 0, P * sizeof(floating))
+        start = 0
+        while start < n:
+            nb = min(cap, n - start)
+            loss += _fwd_bwd(net, src, NULL, start, nb, &Y[0, 0], swp, &params[0],
+                             &grads[0], _ptr(xbuf), _ptr(ybuf), _ptr(swbuf),
+                             _ptr(acts), _ptr(zs), _ptr(d0), _ptr(d1), &sw_sum)
+            start += nb
+        loss = loss / sw_sum + 0.5 * alpha * sumsq(&params[0], NC) / sw_sum
+        finish_grad(&grads[0], &params[0], NC, P, alpha, sw_sum)
+    return loss
+
+
+def predict(Layout layout, Workspace ws, Input X,
+            const floating[::1] params,      # IN
+            const Py_ssize_t[::1] rows,      # IN  rows of X to predict, or length 0 for all
+            floating[:, ::1] out):           # OUT (n_rows x n_outputs)
+    """Output layer of the network for rows of X, ``layout.cap`` rows at a time."""
+    cdef const Net *net = &layout.net
+    cdef const Source *src = &X.src
+    cdef Py_ssize_t L = net.n_layers, k = net.units[L]
+    cdef Py_ssize_t n = rows.shape[0] if rows.shape[0] > 0 else X.n_samples
+    cdef Py_ssize_t start, nb, cap = layout.cap, ldx
+    cdef floating[::1] xbuf = ws.xbuf, acts = ws.acts, zs = ws.zs
+    cdef const floating *xin
+    cdef const Py_ssize_t *rp = &rows[0] if rows.shape[0] > 0 else NULL
+    if out.shape[0] != n or out.shape[1] != k or params.shape[0] != layout.n_params:
+        raise ValueError("inconsistent shapes")
+    with nogil:
+        start = 0
+        while start < n:
+            nb = min(cap, n - start)
+            _forward(net, src, rp + start if rp != NULL else NULL,
+                     start if rp == NULL else 0, nb, &params[0], _ptr(xbuf),
+                     _ptr(acts), _ptr(zs), &xin, &ldx)
+            memcpy(&out[start, 0], &acts[net.act_off[L - 1]],
+                   nb * k * sizeof(floating))
+            start += nb
+
+
+def all_finite_params(const floating[::1] params):
+    """True when every parameter is finite."""
+    cdef bint ok
+    with nogil:
+        ok = all_finite(&params[0], params.shape[0])
+    return bool(ok)
