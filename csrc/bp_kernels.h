@@ -67,15 +67,15 @@ int bp_act_needs_z(int act);
                             ptrdiff_t n, double alpha, double scale);             \
     /* sum of squares of x[:n], accumulated in double */                          \
     double bp_sumsq_##S(const REAL *x, ptrdiff_t n);                              \
-    /* p += velocity update (sklearn's SGD with momentum / Nesterov) */           \
-    void bp_sgd_step_##S(REAL *p, REAL *vel, const REAL *g, ptrdiff_t n,          \
-                         double lr, double momentum, int nesterov);               \
-    /* Adam step with the bias correction folded into lr_t */                     \
-    void bp_adam_step_##S(REAL *p, REAL *m, REAL *v, const REAL *g, ptrdiff_t n,  \
-                          double lr_t, double beta_1, double beta_2,              \
-                          double eps);                                            \
-    /* p *= (1 - decay) on p[:n] (decoupled weight decay) */                      \
-    void bp_scale_##S(REAL *p, ptrdiff_t n, double factor);                       \
+    /* Fused mini-batch step: g = (g + alpha p) / sw_sum on the weights       \
+     * (g / sw_sum on the intercepts), then the SGD (solver 0) or Adam /     \
+     * AdamW (solver 1) update of p. Returns sum(p[:n_coef]^2) after the     \
+     * update, which is the next batch's L2 term. */                          \
+    double bp_step_##S(int solver, REAL *p, REAL *s1, REAL *s2, REAL *g,      \
+                       ptrdiff_t n_coef, ptrdiff_t n, double alpha,           \
+                       double sw_sum, double lr, double momentum,             \
+                       int nesterov, double beta_1, double beta_2,            \
+                       double eps, double decay);                             \
     /* 1 if all of x[:n] is finite */                                             \
     int bp_all_finite_##S(const REAL *x, ptrdiff_t n);
 

@@ -237,43 +237,59 @@ double S(bp_sumsq)(const REAL *x, ptrdiff_t n)
     return s;
 }
 
-void S(bp_sgd_step)(REAL *p, REAL *vel, const REAL *g, ptrdiff_t n,
-                    double lr, double momentum, int nesterov)
+/* Update of p[lo:hi]; `adam` and `coef` are constants at each call site so
+ * the compiler emits four branch-free loops. */
+static inline double S(bp_step_range)(int adam, int coef, REAL *p, REAL *s1,
+                                      REAL *s2, const REAL *g, ptrdiff_t lo,
+                                      ptrdiff_t hi, REAL al, REAL sc, REAL eta,
+                                      REAL mu, int nesterov, REAL b1, REAL c1,
+                                      REAL b2, REAL c2, REAL ep, REAL keep)
 {
-    const REAL mu = (REAL)momentum, eta = (REAL)lr;
+    double ss = 0.0;
     ptrdiff_t i;
-    if (nesterov) {
-        for (i = 0; i < n; ++i) {
-            vel[i] = mu * vel[i] - eta * g[i];
-            p[i] += mu * vel[i] - eta * g[i];
+    for (i = lo; i < hi; ++i) {
+        /* same order of operations as scikit-learn: (A'delta + alpha W) / n */
+        const REAL gi = coef ? (g[i] + al * p[i]) / sc : g[i] / sc;
+        if (adam) {
+            if (coef) p[i] *= keep;
+            s1[i] = b1 * s1[i] + c1 * gi;
+            s2[i] = b2 * s2[i] + c2 * (gi * gi);
+            p[i] += -eta * s1[i] / (MATH(sqrt)(s2[i]) + ep);
+        } else {
+            s1[i] = mu * s1[i] - eta * gi;
+            p[i] += nesterov ? mu * s1[i] - eta * gi : s1[i];
         }
-    } else {
-        for (i = 0; i < n; ++i) {
-            vel[i] = mu * vel[i] - eta * g[i];
-            p[i] += vel[i];
-        }
+        if (coef) ss += (double)p[i] * (double)p[i];
     }
+    return ss;
 }
 
-void S(bp_adam_step)(REAL *p, REAL *m, REAL *v, const REAL *g, ptrdiff_t n,
-                     double lr_t, double beta_1, double beta_2, double eps)
+double S(bp_step)(int solver, REAL *p, REAL *s1, REAL *s2, REAL *g,
+                  ptrdiff_t n_coef, ptrdiff_t n, double alpha, double sw_sum,
+                  double lr, double momentum, int nesterov, double beta_1,
+                  double beta_2, double eps, double decay)
 {
+    /* One pass over the parameters instead of four (scale the gradient, add
+     * the L2 term, step, sum the squares for the next batch's L2 term): at
+     * batch size 1 on a small network these passes cost more than the
+     * matrix products. */
+    const REAL al = (REAL)alpha, sc = (REAL)sw_sum, eta = (REAL)lr;
+    const REAL mu = (REAL)momentum, ep = (REAL)eps, keep = (REAL)(1.0 - decay);
     const REAL b1 = (REAL)beta_1, c1 = (REAL)(1.0 - beta_1);
     const REAL b2 = (REAL)beta_2, c2 = (REAL)(1.0 - beta_2);
-    const REAL lr = (REAL)lr_t, ep = (REAL)eps;
-    ptrdiff_t i;
-    for (i = 0; i < n; ++i) {
-        m[i] = b1 * m[i] + c1 * g[i];
-        v[i] = b2 * v[i] + c2 * (g[i] * g[i]);
-        p[i] += -lr * m[i] / (MATH(sqrt)(v[i]) + ep);
+    double ss;
+    if (solver == 0) {
+        ss = S(bp_step_range)(0, 1, p, s1, s2, g, 0, n_coef, al, sc, eta, mu,
+                              nesterov, b1, c1, b2, c2, ep, keep);
+        S(bp_step_range)(0, 0, p, s1, s2, g, n_coef, n, al, sc, eta, mu,
+                         nesterov, b1, c1, b2, c2, ep, keep);
+    } else {
+        ss = S(bp_step_range)(1, 1, p, s1, s2, g, 0, n_coef, al, sc, eta, mu,
+                              nesterov, b1, c1, b2, c2, ep, keep);
+        S(bp_step_range)(1, 0, p, s1, s2, g, n_coef, n, al, sc, eta, mu,
+                         nesterov, b1, c1, b2, c2, ep, keep);
     }
-}
-
-void S(bp_scale)(REAL *p, ptrdiff_t n, double factor)
-{
-    const REAL f = (REAL)factor;
-    ptrdiff_t i;
-    for (i = 0; i < n; ++i) p[i] *= f;
+    return ss;
 }
 
 int S(bp_all_finite)(const REAL *x, ptrdiff_t n)

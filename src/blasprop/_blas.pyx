@@ -25,10 +25,10 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
               <float *> A, &lda, &beta, C, &ldc)
 
 
-def gemm_memview(bint trans_a, bint trans_b, floating alpha,
+def gemm_memview(bint trans_a, bint trans_b, double alpha,
                  const floating[:, ::1] A,  # IN
                  const floating[:, ::1] B,  # IN
-                 floating beta,
+                 double beta,
                  floating[:, ::1] C):       # IN/OUT
     """Python twin of ``gemm`` for the tests: C = alpha op(A) op(B) + beta C."""
     cdef Py_ssize_t m = A.shape[1] if trans_a else A.shape[0]
@@ -41,5 +41,5 @@ def gemm_memview(bint trans_a, bint trans_b, floating alpha,
         raise ValueError("gemm: empty operand")
     with nogil:
         gemm(trans_a, trans_b, <blas_int> m, <blas_int> n, <blas_int> k,
-             alpha, &A[0, 0], <blas_int> A.shape[1], &B[0, 0],
-             <blas_int> B.shape[1], beta, &C[0, 0], <blas_int> C.shape[1])
+             <floating> alpha, &A[0, 0], <blas_int> A.shape[1], &B[0, 0],
+             <blas_int> B.shape[1], <floating> beta, &C[0, 0], <blas_int> C.shape[1])

@@ -16,12 +16,8 @@ cdef extern from "bp_kernels.h" nogil:
     void bp_finish_grad_f(float *g, const float *p, Py_ssize_t n_coef, Py_ssize_t n, double alpha, double scale)
     double bp_sumsq_d(const double *x, Py_ssize_t n)
     double bp_sumsq_f(const float *x, Py_ssize_t n)
-    void bp_sgd_step_d(double *p, double *vel, const double *g, Py_ssize_t n, double lr, double momentum, int nesterov)
-    void bp_sgd_step_f(float *p, float *vel, const float *g, Py_ssize_t n, double lr, double momentum, int nesterov)
-    void bp_adam_step_d(double *p, double *m, double *v, const double *g, Py_ssize_t n, double lr_t, double beta_1, double beta_2, double eps)
-    void bp_adam_step_f(float *p, float *m, float *v, const float *g, Py_ssize_t n, double lr_t, double beta_1, double beta_2, double eps)
-    void bp_scale_d(double *p, Py_ssize_t n, double factor)
-    void bp_scale_f(float *p, Py_ssize_t n, double factor)
+    double bp_step_d(int solver, double *p, double *s1, double *s2, double *g, Py_ssize_t n_coef, Py_ssize_t n, double alpha, double sw_sum, double lr, double momentum, int nesterov, double beta_1, double beta_2, double eps, double decay)
+    double bp_step_f(int solver, float *p, float *s1, float *s2, float *g, Py_ssize_t n_coef, Py_ssize_t n, double alpha, double sw_sum, double lr, double momentum, int nesterov, double beta_1, double beta_2, double eps, double decay)
     int bp_all_finite_d(const double *x, Py_ssize_t n)
     int bp_all_finite_f(const float *x, Py_ssize_t n)
 
@@ -80,27 +76,17 @@ cdef inline double sumsq(const floating *x, Py_ssize_t n) noexcept nogil:
     else:
         return bp_sumsq_f(x, n)
 
-cdef inline void sgd_step(floating *p, floating *vel, const floating *g,
-                          Py_ssize_t n, double lr, double momentum,
-                          int nesterov) noexcept nogil:
+cdef inline double step(int solver, floating *p, floating *s1, floating *s2,
+                        floating *g, Py_ssize_t n_coef, Py_ssize_t n,
+                        double alpha, double sw_sum, double lr, double momentum,
+                        int nesterov, double beta_1, double beta_2, double eps,
+                        double decay) noexcept nogil:
     if floating is double:
-        bp_sgd_step_d(p, vel, g, n, lr, momentum, nesterov)
+        return bp_step_d(solver, p, s1, s2, g, n_coef, n, alpha, sw_sum, lr,
+                         momentum, nesterov, beta_1, beta_2, eps, decay)
     else:
-        bp_sgd_step_f(p, vel, g, n, lr, momentum, nesterov)
-
-cdef inline void adam_step(floating *p, floating *m, floating *v,
-                           const floating *g, Py_ssize_t n, double lr_t,
-                           double beta_1, double beta_2, double eps) noexcept nogil:
-    if floating is double:
-        bp_adam_step_d(p, m, v, g, n, lr_t, beta_1, beta_2, eps)
-    else:
-        bp_adam_step_f(p, m, v, g, n, lr_t, beta_1, beta_2, eps)
-
-cdef inline void scale(floating *p, Py_ssize_t n, double factor) noexcept nogil:
-    if floating is double:
-        bp_scale_d(p, n, factor)
-    else:
-        bp_scale_f(p, n, factor)
+        return bp_step_f(solver, p, s1, s2, g, n_coef, n, alpha, sw_sum, lr,
+                         momentum, nesterov, beta_1, beta_2, eps, decay)
 
 cdef inline bint all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
     if floating is double:

@@ -32,7 +32,7 @@ from libc.string cimport memcpy, memset
 from ._blas cimport gemm, blas_int
 from ._ckernels cimport (
     bp_act_needs_z, bias_act, act_grad, loss_delta, loss_only, colsum_add,
-    finish_grad, sumsq, sgd_step, adam_step, scale, all_finite,
+    finish_grad, sumsq, step, all_finite,
 )
 
 cdef extern from "Python.h":
@@ -312,12 +312,14 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
                      const floating *sw, const floating *params,
                      floating *grads, floating *xbuf, floating *ybuf,
                      floating *swbuf, floating *acts, floating *zs,
-                     floating *d0, floating *d1, double *sw_sum) noexcept nogil:
+                     floating *d0, floating *d1, double *sw_sum,
+                     bint accumulate) noexcept nogil:
     """Forward, loss and backward for one chunk of rows.
 
-    Adds X'delta and colsum(delta) of every layer into ``grads`` (not yet
-    divided by the weight sum, no L2 term), adds the chunk's weight sum into
-    ``sw_sum`` and returns the chunk's weighted loss sum."""
+    Writes (or with ``accumulate`` adds) X'delta and colsum(delta) of every
+    layer into ``grads`` (not yet divided by the weight sum, no L2 term),
+    adds the chunk's weight sum into ``sw_sum`` and returns the chunk's
+    weighted loss sum."""
     cdef Py_ssize_t L = net.n_layers, k = net.units[L]
     cdef Py_ssize_t l, r, fan_in, fan_out, ldx = 0
     cdef const floating *xin = NULL
@@ -328,6 +330,14 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
     cdef floating *tmp
     cdef floating *a_prev
     cdef double loss, s = 0.0
+    cdef floating beta = 1 if accumulate else 0
+
+    if not accumulate:
+        # the matrix products below overwrite the weights' gradients; the
+        # intercepts' (and a sparse first layer's) are sums, start them at 0
+        memset(grads + net.n_coef, 0, (net.n_params - net.n_coef) * sizeof(floating))
+        if src.sparse:
+            memset(grads, 0, net.units[0] * net.units[1] * sizeof(floating))
 
     y = _rows_of(Y, k, rows, start, n, ybuf)
     if sw != NULL:
@@ -351,11 +361,11 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
         elif l == 0:
             gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> n,
                  <floating> 1, xin, <blas_int> ldx, delta, <blas_int> fan_out,
-                 <floating> 1, grads + net.coef_off[0], <blas_int> fan_out)
+                 beta, grads + net.coef_off[0], <blas_int> fan_out)
         else:
             gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> n,
                  <floating> 1, acts + net.act_off[l - 1], <blas_int> fan_in,
-                 delta, <blas_int> fan_out, <floating> 1,
+                 delta, <blas_int> fan_out, beta,
                  grads + net.coef_off[l], <blas_int> fan_out)
         colsum_add(delta, n, fan_out, grads + net.icpt_off[l])
         if l == 0:
@@ -374,8 +384,20 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
     return loss
 
 
-cdef inline floating *_ptr(floating[::1] a) noexcept nogil:
-    return &a[0]
+cdef int _buffers(Workspace ws, floating **xbuf, floating **ybuf,
+                  floating **swbuf, floating **acts, floating **zs,
+                  floating **d0, floating **d1) except -1:
+    """Data pointers of a workspace's buffers, checked against the dtype."""
+    cdef floating[::1] a = ws.xbuf, b = ws.ybuf, c = ws.swbuf, d = ws.acts
+    cdef floating[::1] e = ws.zs, f = ws.d0, g = ws.d1
+    xbuf[0] = &a[0]
+    ybuf[0] = &b[0]
+    swbuf[0] = &c[0]
+    acts[0] = &d[0]
+    zs[0] = &e[0]
+    d0[0] = &f[0]
+    d1[0] = &g[0]
+    return 0
 
 
 # --------------------------------------------------------------------------
@@ -403,8 +425,8 @@ def epoch(Layout layout, Workspace ws, Input X,
     cdef const Source *src = &X.src
     cdef Py_ssize_t n = order.shape[0], start, nb, work = 0
     cdef Py_ssize_t P = layout.n_params, NC = layout.n_coef
-    cdef floating[::1] xbuf = ws.xbuf, ybuf = ws.ybuf, swbuf = ws.swbuf
-    cdef floating[::1] acts = ws.acts, zs = ws.zs, d0 = ws.d0, d1 = ws.d1
+    cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1
+    _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1)
     cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
     cdef double total = 0.0, batch_loss, sw_sum, lr_t
     cdef int interrupted = 0
@@ -412,32 +434,32 @@ def epoch(Layout layout, Workspace ws, Input X,
         raise ValueError("batch_size exceeds the workspace")
     if Y.shape[0] != X.n_samples or params.shape[0] != P or grads.shape[0] != P:
         raise ValueError("inconsistent shapes")
+    cdef double grad_alpha = 0.0 if solver == SOLVER_ADAMW else alpha
+    cdef double decay, ss = 0.0
     with nogil:
+        if grad_alpha > 0:
+            ss = sumsq(&params[0], NC)
         start = 0
         while start < n:
             nb = min(batch_size, n - start)
-            memset(&grads[0], 0, P * sizeof(floating))
             sw_sum = 0.0
             batch_loss = _fwd_bwd(net, src, &order[start], 0, nb, &Y[0, 0], swp,
-                                  &params[0], &grads[0], _ptr(xbuf), _ptr(ybuf),
-                                  _ptr(swbuf), _ptr(acts), _ptr(zs), _ptr(d0),
-                                  _ptr(d1), &sw_sum)
-            batch_loss /= sw_sum
-            if alpha > 0 and solver != SOLVER_ADAMW:
-                batch_loss += 0.5 * alpha * sumsq(&params[0], NC) / sw_sum
-            finish_grad(&grads[0], &params[0], NC, P,
-                        alpha if solver != SOLVER_ADAMW else 0.0, sw_sum)
+                                  &params[0], &grads[0], pxbuf, pybuf, pswbuf,
+                                  pacts, pzs, pd0, pd1, &sw_sum, False)
+            # the L2 term of the loss uses the weights before this batch's step
+            batch_loss = batch_loss / sw_sum + 0.5 * grad_alpha * ss / sw_sum
+            decay = 0.0
             if solver == SOLVER_SGD:
-                sgd_step(&params[0], &state1[0], &grads[0], P, learning_rate,
-                         momentum, nesterov)
+                lr_t = learning_rate
             else:
                 adam_t += 1
                 lr_t = (learning_rate * sqrt(1.0 - pow(beta_2, <double> adam_t))
                         / (1.0 - pow(beta_1, <double> adam_t)))
-                if solver == SOLVER_ADAMW and weight_decay > 0:
-                    scale(&params[0], NC, 1.0 - learning_rate * weight_decay)
-                adam_step(&params[0], &state1[0], &state2[0], &grads[0], P,
-                          lr_t, beta_1, beta_2, epsilon)
+                if solver == SOLVER_ADAMW:
+                    decay = learning_rate * weight_decay
+            ss = step(0 if solver == SOLVER_SGD else 1, &params[0], &state1[0],
+                      &state2[0], &grads[0], NC, P, grad_alpha, sw_sum, lr_t,
+                      momentum, nesterov, beta_1, beta_2, epsilon, decay)
             total += batch_loss * nb
             start += nb
             work += nb * P
@@ -465,8 +487,8 @@ def objective(Layout layout, Workspace ws, Input X,
     cdef const Source *src = &X.src
     cdef Py_ssize_t n = X.n_samples, start, nb, cap = layout.cap
     cdef Py_ssize_t P = layout.n_params, NC = layout.n_coef
-    cdef floating[::1] xbuf = ws.xbuf, ybuf = ws.ybuf, swbuf = ws.swbuf
-    cdef floating[::1] acts = ws.acts, zs = ws.zs, d0 = ws.d0, d1 = ws.d1
+    cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1
+    _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1)
     cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
     cdef double loss = 0.0, sw_sum = 0.0
     if Y.shape[0] != n or params.shape[0] != P or grads.shape[0] != P:
@@ -477,8 +499,8 @@ def objective(Layout layout, Workspace ws, Input X,
         while start < n:
             nb = min(cap, n - start)
             loss += _fwd_bwd(net, src, NULL, start, nb, &Y[0, 0], swp, &params[0],
-                             &grads[0], _ptr(xbuf), _ptr(ybuf), _ptr(swbuf),
-                             _ptr(acts), _ptr(zs), _ptr(d0), _ptr(d1), &sw_sum)
+                             &grads[0], pxbuf, pybuf, pswbuf, pacts, pzs, pd0,
+                             pd1, &sw_sum, True)
             start += nb
         loss = loss / sw_sum + 0.5 * alpha * sumsq(&params[0], NC) / sw_sum
         finish_grad(&grads[0], &params[0], NC, P, alpha, sw_sum)
@@ -495,7 +517,8 @@ def predict(Layout layout, Workspace ws, Input X,
     cdef Py_ssize_t L = net.n_layers, k = net.units[L]
     cdef Py_ssize_t n = rows.shape[0] if rows.shape[0] > 0 else X.n_samples
     cdef Py_ssize_t start, nb, cap = layout.cap, ldx
-    cdef floating[::1] xbuf = ws.xbuf, acts = ws.acts, zs = ws.zs
+    cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1
+    _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1)
     cdef const floating *xin
     cdef const Py_ssize_t *rp = &rows[0] if rows.shape[0] > 0 else NULL
     if out.shape[0] != n or out.shape[1] != k or params.shape[0] != layout.n_params:
@@ -505,9 +528,9 @@ def predict(Layout layout, Workspace ws, Input X,
         while start < n:
             nb = min(cap, n - start)
             _forward(net, src, rp + start if rp != NULL else NULL,
-                     start if rp == NULL else 0, nb, &params[0], _ptr(xbuf),
-                     _ptr(acts), _ptr(zs), &xin, &ldx)
-            memcpy(&out[start, 0], &acts[net.act_off[L - 1]],
+                     start if rp == NULL else 0, nb, &params[0], pxbuf,
+                     pacts, pzs, &xin, &ldx)
+            memcpy(&out[start, 0], pacts + net.act_off[L - 1],
                    nb * k * sizeof(floating))
             start += nb
 

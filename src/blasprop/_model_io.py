@@ -140,26 +140,55 @@ def _dec_str(v, what):
     return v
 
 
-def _json_param(value):
-    """Return (ok, json_value) for an estimator parameter."""
+def _json_scalar(value):
+    """Return (ok, json_value) for a scalar parameter value."""
     if value is None or isinstance(value, (bool, str)):
         return True, value
-    if isinstance(value, (np.bool_,)):
+    if isinstance(value, np.bool_):
         return True, bool(value)
     if isinstance(value, Integral):
         return True, int(value)
     if isinstance(value, Real):
         value = float(value)
         return (True, value) if math.isfinite(value) else (False, None)
-    if isinstance(value, (list, tuple)):
-        out = []
-        for item in value:
-            ok, enc = _json_param(item)
-            if not ok or isinstance(item, (list, tuple)):
-                return False, None
-            out.append(enc)
-        return True, out
     return False, None
+
+
+def _encode_param(value):
+    """Return (ok, json_value, type) for an estimator parameter.
+
+    Scalars are stored as themselves, lists and tuples of scalars as JSON lists
+    (type "tuple" marks tuples), dicts with scalar keys and values (e.g.
+    ``class_weight``) as a list of [key, value] pairs (type "dict").
+    """
+    if isinstance(value, (list, tuple)):
+        items = [_json_scalar(v) for v in value]
+        if all(ok for ok, _ in items):
+            return True, [v for _, v in items], ("tuple" if isinstance(value, tuple) else None)
+        return False, None, None
+    if isinstance(value, dict):
+        pairs = [(_json_scalar(k), _json_scalar(v)) for k, v in value.items()]
+        if all(k[0] and v[0] for k, v in pairs):
+            return True, [[k[1], v[1]] for k, v in pairs], "dict"
+        return False, None, None
+    ok, enc = _json_scalar(value)
+    return ok, enc, None
+
+
+def _decode_param(name, value, ptype):
+    if ptype is None:
+        return value
+    if ptype == "tuple":
+        if not isinstance(value, list):
+            raise ValueError(f"parameter {name!r} must be a list")
+        return tuple(value)
+    if ptype == "dict":
+        if not isinstance(value, list) or not all(
+            isinstance(p, list) and len(p) == 2 and not isinstance(p[0], (list, dict)) for p in value
+        ):
+            raise ValueError(f"parameter {name!r} must be a list of [key, value] pairs")
+        return {k: v for k, v in value}
+    raise ValueError(f"parameter type {ptype!r} of {name!r} is unknown")
 
 
 # --------------------------------------------------------------------------
@@ -329,14 +358,14 @@ def save(estimator, path, *, metadata=None):
         if value is not None:
             arrays.append((attr, np.ascontiguousarray(np.asarray(value, dtype="<f8").reshape(-1))))
 
-    params, unsaved, tuples = {}, [], []
+    params, unsaved, param_types = {}, [], {}
     for key, value in estimator.get_params(deep=False).items():
-        ok, enc = _json_param(value)
+        ok, enc, ptype = _encode_param(value)
         params[key] = enc
         if not ok:
             unsaved.append(key)
-        elif isinstance(value, tuple):
-            tuples.append(key)
+        elif ptype is not None:
+            param_types[key] = ptype
 
     attributes = {}
     for attr in _LIST_ATTRS:  # the values are arrays; "array" marks them present
@@ -362,7 +391,7 @@ def save(estimator, path, *, metadata=None):
         "estimator": {"module": module, "class": name},
         "params": params,
         "unsaved_params": unsaved,
-        "tuple_params": tuples,
+        "param_types": param_types,
         "dtype": str(dtype),
         "attributes": attributes,
         "feature_names_in": None,
@@ -597,9 +626,13 @@ def _interpret(header, table):
     params = header.get("params")
     if not isinstance(params, dict):
         raise ValueError('"params" must be an object')
-    tuples = header.get("tuple_params", [])
-    if not isinstance(tuples, list) or not all(isinstance(t, str) for t in tuples):
-        raise ValueError('"tuple_params" must be a list of names')
+    param_types = header.get("param_types", {})
+    if not isinstance(param_types, dict):
+        raise ValueError('"param_types" must be an object')
+    params = {k: _decode_param(k, v, param_types.get(k)) for k, v in params.items()}
+    unsaved = header.get("unsaved_params", [])
+    if not isinstance(unsaved, list) or not all(isinstance(u, str) for u in unsaved):
+        raise ValueError('"unsaved_params" must be a list of names')
     dtype_name = header.get("dtype")
     if dtype_name not in ("float32", "float64"):
         raise ValueError(f"dtype {dtype_name!r} is not float32 or float64")
@@ -692,7 +725,7 @@ def _interpret(header, table):
         "module": module,
         "class": name,
         "params": params,
-        "tuple_params": tuples,
+        "unsaved_params": unsaved,
         "attributes": decoded,
         "feature_names_in": names,
         "classes": classes,
@@ -708,13 +741,13 @@ def _build(spec, arrays):
     accepted = cls().get_params(deep=False)
     params = {}
     for key, value in spec["params"].items():
+        if key in spec["unsaved_params"]:
+            continue  # stored as null: the constructor's default applies
         if key not in accepted:
             raise ValueError(
                 f"parameter {key!r} is unknown to this version of {cls.__name__} "
                 "(model saved by a different blasprop version?)"
             )
-        if key in spec["tuple_params"] and isinstance(value, list):
-            value = tuple(value)
         params[key] = value
     est = cls(**params)
     validate = getattr(est, "_validate_params", None)
