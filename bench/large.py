@@ -1,0 +1,138 @@
+"""BLAS-bound workload: a wide network where matrix products dominate, all cores.
+
+Layers [784, 512, 512, 10], relu, softmax output (MLPClassifier, 10 classes),
+Adam, batch 256, 20,000 x 784 synthetic rows, float32 and float64.  Reports
+seconds per epoch for scikit-learn, PyTorch eager and blasprop, and the
+*gemm-bound fraction*: the time of the epoch's own matrix products alone
+(numpy matmul into preallocated arrays, same shapes, same threads) divided by
+blasprop's epoch time.  100% would mean blasprop spends nothing outside gemm.
+
+    python bench/large.py [--quick] [--standin] [--no-torch]
+"""
+
+import statistics
+import time
+
+import numpy as np
+
+from _common import (ALL_CORES, Config, Section, compare_epochs, estimator_trainer, fmt_s,
+                     fmt_x, md_table, pinned_threads, standalone, threads_line,
+                     torch_dtype, torch_trainer)
+
+N_FEATURES, HIDDEN, N_CLASSES, BATCH = 784, (512, 512), 10, 256
+LAYERS = (N_FEATURES, *HIDDEN, N_CLASSES)
+DTYPES = (np.float32, np.float64)
+
+
+def make_data(n, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, N_FEATURES), dtype=np.float64)
+    y = np.argmax(X @ rng.standard_normal((N_FEATURES, N_CLASSES))
+                  + rng.standard_normal((n, N_CLASSES)), axis=1)
+    return X.astype(dtype, copy=False), y
+
+
+def sk_params():
+    return dict(hidden_layer_sizes=HIDDEN, activation="relu", solver="adam",
+                batch_size=BATCH, shuffle=True, random_state=0)
+
+
+def torch_large_model(torch, dtype):
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                         nn.Linear(512, N_CLASSES)).to(torch_dtype(torch, dtype))
+
+
+def torch_large_trainer(torch, X, y):
+    return torch_trainer(torch, X, y.astype(np.int64), BATCH,
+                         lambda: torch_large_model(torch, X.dtype), torch.nn.CrossEntropyLoss,
+                         lambda m: torch.optim.Adam(m.parameters(), lr=1e-3))
+
+
+def gemm_epoch(n_rows, dtype, repeats):
+    """Median seconds of one epoch's matrix products alone: per batch, X.W for
+    each layer (forward), A^T.delta for each layer (weight gradients) and
+    delta.W^T for each layer but the first (backpropagated deltas)."""
+    rng = np.random.default_rng(0)
+    W = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(LAYERS[:-1], LAYERS[1:])]
+    G = [np.empty_like(w) for w in W]
+    sizes = [BATCH] * (n_rows // BATCH) + ([n_rows % BATCH] if n_rows % BATCH else [])
+    bufs = {}
+    for b in set(sizes):
+        A = [rng.random((b, k)).astype(dtype) for k in LAYERS[:-1]]   # layer inputs
+        Z = [np.empty((b, k), dtype) for k in LAYERS[1:]]             # layer outputs
+        D = [rng.standard_normal((b, k)).astype(dtype) for k in LAYERS[1:]]  # deltas
+        E = [np.empty((b, k), dtype) for k in LAYERS[:-1]]            # deltas below
+        bufs[b] = (A, Z, D, E)
+
+    def epoch():
+        for b in sizes:
+            A, Z, D, E = bufs[b]
+            for i in range(len(W)):
+                np.matmul(A[i], W[i], out=Z[i])
+            for i in range(len(W)):
+                np.matmul(A[i].T, D[i], out=G[i])
+            for i in range(1, len(W)):
+                np.matmul(D[i], W[i].T, out=E[i])
+
+    epoch()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        epoch()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples), samples
+
+
+def run(cfg: Config, impls) -> Section:
+    """BLAS-bound workload (seconds per epoch, all cores)."""
+    n = cfg.large_rows
+    tr = impls.torch
+    X64, y = make_data(n)
+    data, notes = [], []
+    with pinned_threads(ALL_CORES, tr):
+        for dtype in DTYPES:
+            X = X64.astype(dtype)
+            trains = {"sklearn": estimator_trainer(impls.sklearn.MLPClassifier, X, y,
+                                                   **sk_params())}
+            if tr is not None:
+                trains["torch"] = torch_large_trainer(tr, X, y)
+            if impls.blasprop is not None:
+                trains["blasprop"] = estimator_trainer(impls.blasprop.MLPClassifier, X, y,
+                                                       **sk_params())
+            m = compare_epochs(trains, n, BATCH, cfg)
+            g, g_samples = gemm_epoch(n, dtype, cfg.repeats)
+            row = {"dtype": np.dtype(dtype).name, "gemm": g, "gemm_samples": g_samples,
+                   **{k: v.as_dict() for k, v in m.items()}}
+            data.append(row)
+            for k, v in m.items():
+                notes.append(f"{k}, {row['dtype']}: {v.note}")
+            print(f"[large] {row['dtype']}: " + ", ".join(
+                f"{k} {fmt_s(v.seconds)}" for k, v in m.items()) + f", gemm only {fmt_s(g)}",
+                flush=True)
+
+    def s(row, k):
+        return row[k]["seconds"] if k in row else None
+
+    def frac(row, k):
+        return f"{100 * row['gemm'] / s(row, k):.0f}%" if k in row else "n/a"
+
+    bp = impls.blasprop_label
+    headers = ["dtype", "sklearn", "torch", bp, f"sklearn / {bp}", f"torch / {bp}",
+               "gemm only", f"gemm-bound fraction ({bp})", "(sklearn)", "(torch)"]
+    rows = [[r["dtype"], fmt_s(s(r, "sklearn")), fmt_s(s(r, "torch")), fmt_s(s(r, "blasprop")),
+             fmt_x(s(r, "sklearn"), s(r, "blasprop")), fmt_x(s(r, "torch"), s(r, "blasprop")),
+             fmt_s(r["gemm"]), frac(r, "blasprop"), frac(r, "sklearn"), frac(r, "torch")]
+            for r in data]
+    md = (f"Seconds per epoch of {n:,} rows, layers {list(LAYERS)}, relu, softmax + log-loss, "
+          f"Adam, batch {BATCH}; median of {cfg.repeats}; {threads_line(ALL_CORES, tr)}. "
+          "'gemm only' times just the epoch's matrix products (numpy matmul, preallocated); "
+          "the fraction columns are gemm-only time / epoch time of each library.\n\n"
+          + md_table(headers, rows) + "\n\n" + "\n".join(f"- {x}" for x in notes)
+          + impls.standin_note)
+    return Section("large", f"BLAS-bound workload: {list(LAYERS)}, Adam, all cores", md,
+                   {"rows": data, "threads": ALL_CORES, "n_rows": n})
+
+
+if __name__ == "__main__":
+    standalone(run)
