@@ -10,9 +10,6 @@ blasprop's epoch time.  100% would mean blasprop spends nothing outside gemm.
     python bench/large.py [--quick] [--standin] [--no-torch]
 """
 
-import statistics
-import time
-
 import numpy as np
 
 from _common import (ALL_CORES, Config, Section, compare_epochs, estimator_trainer, fmt_s,
@@ -49,39 +46,41 @@ def torch_large_trainer(torch, X, y):
                          lambda m: torch.optim.Adam(m.parameters(), lr=1e-3))
 
 
-def gemm_epoch(n_rows, dtype, repeats):
-    """Median seconds of one epoch's matrix products alone: per batch, X.W for
-    each layer (forward), A^T.delta for each layer (weight gradients) and
-    delta.W^T for each layer but the first (backpropagated deltas)."""
+def gemm_trainer(dtype):
+    """A stand-in "trainer" that does only an epoch's matrix products, so it is
+    timed exactly like the libraries (same calibration, interleaved samples):
+    per batch, X.W for each layer (forward), A^T.delta for each layer (weight
+    gradients) and delta.W^T for each layer but the first (deltas below),
+    numpy matmul into preallocated arrays."""
     rng = np.random.default_rng(0)
     W = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(LAYERS[:-1], LAYERS[1:])]
     G = [np.empty_like(w) for w in W]
-    sizes = [BATCH] * (n_rows // BATCH) + ([n_rows % BATCH] if n_rows % BATCH else [])
     bufs = {}
-    for b in set(sizes):
-        A = [rng.random((b, k)).astype(dtype) for k in LAYERS[:-1]]   # layer inputs
-        Z = [np.empty((b, k), dtype) for k in LAYERS[1:]]             # layer outputs
-        D = [rng.standard_normal((b, k)).astype(dtype) for k in LAYERS[1:]]  # deltas
-        E = [np.empty((b, k), dtype) for k in LAYERS[:-1]]            # deltas below
-        bufs[b] = (A, Z, D, E)
 
-    def epoch():
-        for b in sizes:
-            A, Z, D, E = bufs[b]
-            for i in range(len(W)):
-                np.matmul(A[i], W[i], out=Z[i])
-            for i in range(len(W)):
-                np.matmul(A[i].T, D[i], out=G[i])
-            for i in range(1, len(W)):
-                np.matmul(D[i], W[i].T, out=E[i])
+    def buffers(b):
+        if b not in bufs:
+            bufs[b] = ([rng.random((b, k)).astype(dtype) for k in LAYERS[:-1]],   # inputs
+                       [np.empty((b, k), dtype) for k in LAYERS[1:]],             # outputs
+                       [rng.standard_normal((b, k)).astype(dtype) for k in LAYERS[1:]],
+                       [np.empty((b, k), dtype) for k in LAYERS[:-1]])            # deltas below
+        return bufs[b]
 
-    epoch()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        epoch()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples), samples
+    def train(rows, epochs):
+        sizes = [BATCH] * (rows // BATCH) + ([rows % BATCH] if rows % BATCH else [])
+        for b in set(sizes):
+            buffers(b)
+        for _ in range(epochs):
+            for b in sizes:
+                A, Z, D, E = bufs[b]
+                for i in range(len(W)):
+                    np.matmul(A[i], W[i], out=Z[i])
+                for i in range(len(W)):
+                    np.matmul(A[i].T, D[i], out=G[i])
+                for i in range(1, len(W)):
+                    np.matmul(D[i], W[i].T, out=E[i])
+        return epochs
+
+    return train
 
 
 def run(cfg: Config, impls) -> Section:
@@ -100,15 +99,16 @@ def run(cfg: Config, impls) -> Section:
             if impls.blasprop is not None:
                 trains["blasprop"] = estimator_trainer(impls.blasprop.MLPClassifier, X, y,
                                                        **sk_params())
+            trains["gemm"] = gemm_trainer(dtype)
             m = compare_epochs(trains, n, BATCH, cfg)
-            g, g_samples = gemm_epoch(n, dtype, cfg.repeats)
-            row = {"dtype": np.dtype(dtype).name, "gemm": g, "gemm_samples": g_samples,
+            g = m.pop("gemm")
+            row = {"dtype": np.dtype(dtype).name, "gemm": g.seconds, "gemm_samples": g.samples,
                    **{k: v.as_dict() for k, v in m.items()}}
             data.append(row)
             for k, v in m.items():
                 notes.append(f"{k}, {row['dtype']}: {v.note}")
             print(f"[large] {row['dtype']}: " + ", ".join(
-                f"{k} {fmt_s(v.seconds)}" for k, v in m.items()) + f", gemm only {fmt_s(g)}",
+                f"{k} {fmt_s(v.seconds)}" for k, v in m.items()) + f", gemm only {fmt_s(g.seconds)}",
                 flush=True)
 
     def s(row, k):
@@ -126,7 +126,8 @@ def run(cfg: Config, impls) -> Section:
             for r in data]
     md = (f"Seconds per epoch of {n:,} rows, layers {list(LAYERS)}, relu, softmax + log-loss, "
           f"Adam, batch {BATCH}; median of {cfg.repeats}; {threads_line(ALL_CORES, tr)}. "
-          "'gemm only' times just the epoch's matrix products (numpy matmul, preallocated); "
+          "'gemm only' times just the epoch's matrix products (numpy matmul, preallocated; "
+          "timed interleaved with the libraries); "
           "the fraction columns are gemm-only time / epoch time of each library.\n\n"
           + md_table(headers, rows) + "\n\n" + "\n".join(f"- {x}" for x in notes)
           + impls.standin_note)
