@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import os
 import sys
 import time
@@ -23,6 +24,7 @@ import numpy as np
 EXIT_ERROR = 2
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
 _MAX_CLASSES_AUTO = 20  # --task auto: integer targets with at most this many values are classes
+_MIN_ROWS_EARLY_STOPPING = 1000  # default: early stopping only from this many training rows
 
 
 class CLIError(Exception):
@@ -61,27 +63,30 @@ def read_table(path):
     if path.suffix.lower() in _PARQUET_SUFFIXES:
         return _read_parquet(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            first = f.readline()
-            delimiter = "," if "," in first or not ("\t" in first or ";" in first) else (
-                "\t" if "\t" in first else ";"
-            )
-            f.seek(0)
-            reader = csv.reader(f, delimiter=delimiter)
-            header = next(reader, None)
-            rows, lines = [], []
-            for row in reader:
-                if not row or all(not cell.strip() for cell in row):
-                    continue
-                if header is not None and len(row) != len(header):
-                    raise CLIError(
-                        f"{path}: line {reader.line_num} has {len(row)} fields, "
-                        f"the header has {len(header)}"
-                    )
-                rows.append(row)
-                lines.append(reader.line_num)
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
     except UnicodeDecodeError:
         raise CLIError(f"{path}: not a UTF-8 text (CSV) file") from None
+    if "\x00" in text:
+        raise CLIError(f"{path}: contains NUL bytes; not a text (CSV) file")
+    first = text[: text.find("\n")] if "\n" in text else text
+    delimiter = ","
+    if "," not in first:
+        delimiter = "\t" if "\t" in first else (";" if ";" in first else ",")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows, lines = [], []
+    try:
+        header = next(reader, None)
+        for row in reader:
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise CLIError(
+                    f"{path}: line {reader.line_num} has {len(row)} fields, "
+                    f"the header has {len(header)}"
+                )
+            rows.append(row)
+            lines.append(reader.line_num)
     except csv.Error as exc:
         raise CLIError(f"{path}: not a readable CSV file ({exc})") from None
     if not header or all(not h.strip() for h in header):
@@ -122,6 +127,10 @@ def numeric_matrix(table, names):
             out[:, j] = col.astype(np.float64)
         except (ValueError, TypeError):
             bad = next(i for i, v in enumerate(col) if not _is_float(v))
+            if str(col[bad]).strip() == "":
+                raise CLIError(
+                    f"{table.path}: column {name!r} has a missing value at {table.where(bad)} (empty cell)"
+                ) from None
             raise CLIError(
                 f"{table.path}: column {name!r} is not numeric "
                 f"({table.where(bad)}: {str(col[bad])[:40]!r}); features must be numbers"
@@ -222,41 +231,51 @@ def _fmt_seconds(s):
 class ProgressBar:
     """Per-epoch callback: one redrawn line on a terminal, a line every few epochs otherwise."""
 
-    def __init__(self, stream=None, every=10, width=24):
+    def __init__(self, stream=None, every=10, width=24, min_interval=0.05):
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.every, self.width = every, width
-        self.last, self.printed, self._len = None, None, 0
+        self.every, self.width, self.min_interval = every, width, min_interval
+        self.last, self.shown, self._drawn_at, self._len = None, None, None, 0
 
-    def _text(self, info):
-        epoch, total = info["epoch"], info["max_iter"]
-        elapsed = info["elapsed"]
-        eta = elapsed / max(epoch, 1) * max(total - epoch, 0)
+    def _text(self, info, final=False):
+        epoch, total, elapsed = info["epoch"], info["max_iter"], info["elapsed"]
         text = f"epoch {epoch}/{total}  loss {info['loss']:.4f}"
         if info.get("validation_score") is not None:
             text += f"  val {info['validation_score']:.4f}"
+        if final:
+            return text + f"  {_fmt_seconds(elapsed)} elapsed  done"
+        eta = elapsed / max(epoch, 1) * max(total - epoch, 0)
         return text + f"  {_fmt_seconds(elapsed)} elapsed  ETA {_fmt_seconds(eta)}"
+
+    def _draw(self, info, final=False):
+        done = int(self.width * min(info["epoch"] / max(info["max_iter"], 1), 1))
+        if final:
+            done = self.width
+        line = f"[{'#' * done}{'.' * (self.width - done)}] {self._text(info, final)}"
+        self.stream.write("\r" + line + " " * max(self._len - len(line), 0))
+        self._len = len(line)
+        self._drawn_at = info["elapsed"]
 
     def __call__(self, estimator, info):
         self.last = info
         if self.tty:
-            done = int(self.width * min(info["epoch"] / max(info["max_iter"], 1), 1))
-            line = f"[{'#' * done}{'.' * (self.width - done)}] {self._text(info)}"
-            self.stream.write("\r" + line + " " * max(self._len - len(line), 0))
-            self._len = len(line)
+            if self._drawn_at is None or info["elapsed"] - self._drawn_at >= self.min_interval:
+                self._draw(info)
+                self.stream.flush()
         elif info["epoch"] == 1 or info["epoch"] % self.every == 0:
             self.stream.write(self._text(info) + "\n")
-            self.printed = info["epoch"]
-        self.stream.flush()
-        return None
+            self.shown = info["epoch"]
+            self.stream.flush()
+        return None  # never asks to stop
 
     def close(self):
         if self.last is None:
             return
         if self.tty:
+            self._draw(self.last, final=True)
             self.stream.write("\n")
-        elif self.printed != self.last["epoch"]:
-            self.stream.write(self._text(self.last) + "\n")
+        elif self.shown != self.last["epoch"]:
+            self.stream.write(self._text(self.last, final=True) + "\n")
         self.stream.flush()
 
 
@@ -321,7 +340,9 @@ def cmd_train(args):
     X_train, X_test, y_train, y_test = _split(X, y, args.test_size, args.random_state, classify)
     if len(X_train) < 2:
         raise CLIError("not enough rows to train on")
-    early = args.early_stopping and len(X_train) >= 50  # validation split needs some rows
+    early = args.early_stopping
+    if early is None:  # a 10% validation split is too noisy to stop on for small data
+        early = len(X_train) >= _MIN_ROWS_EARLY_STOPPING
     activation = args.activation.split(",") if "," in args.activation else args.activation
     cls = MLPClassifier if classify else MLPRegressor
     est = cls(
@@ -524,29 +545,34 @@ def build_parser():
 
     p = sub.add_parser("train", help="train a model on a CSV/Parquet file (default: the digits data)")
     p.add_argument("data", nargs="?", help="CSV with a header row, or Parquet (default: sklearn's digits)")
-    p.add_argument("--target", help="target column (default: the last column)")
+    p.add_argument("--target", metavar="COL", help="target column (default: the last column)")
     p.add_argument("--task", choices=("auto", "classify", "regress"), default="auto")
-    p.add_argument("--hidden", default="64", help="hidden layer sizes, e.g. 64,64 (default: 64)")
-    p.add_argument("--activation", default="relu", help="hidden activation, or one per layer: relu,tanh")
-    p.add_argument("--solver", default="adam", help="adam, sgd or lbfgs (default: adam)")
-    p.add_argument("--epochs", type=int, default=200, help="maximum epochs (default: 200)")
-    p.add_argument("--batch-size", type=int, default=64, help="minibatch size, 0 for 'auto' (default: 64)")
-    p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction (default: 0.2)")
-    p.add_argument("--random-state", type=int, default=None, help="seed for the split and the weights")
+    p.add_argument("--hidden", default="64", metavar="SIZES", help="hidden layer sizes, e.g. 64,64 (default: 64)")
+    p.add_argument("--activation", default="relu", metavar="NAME",
+                   help="hidden activation: relu (default), identity, logistic, tanh, leaky_relu, "
+                        "elu, gelu, silu, softplus; or one per hidden layer: relu,tanh")
+    p.add_argument("--solver", default="adam", metavar="NAME", help="adam, sgd or lbfgs (default: adam)")
+    p.add_argument("--epochs", type=int, default=200, metavar="N", help="maximum epochs (default: 200)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="B", help="minibatch size, 0 for 'auto' (default: 64)")
+    p.add_argument("--test-size", type=float, default=0.2, metavar="FRACTION", help="held-out fraction (default: 0.2)")
+    p.add_argument("--random-state", type=int, default=None, metavar="SEED", help="seed for the split and the weights")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    p.add_argument("--no-early-stopping", dest="early_stopping", action="store_false",
-                   help="train all --epochs instead of stopping when the validation score stalls")
+    p.add_argument("--early-stopping", dest="early_stopping", action="store_const", const=True,
+                   help="hold out 10%% of the training rows and stop when their score stalls "
+                        f"(default: on from {_MIN_ROWS_EARLY_STOPPING} training rows)")
+    p.add_argument("--no-early-stopping", dest="early_stopping", action="store_const", const=False,
+                   help="train all --epochs (or until the training loss stalls)")
     p.add_argument("--no-scale", dest="scale", action="store_false",
                    help="do not standardise features (and regression targets); by default they are "
                         "standardised and the scaling is folded into the saved weights")
-    p.add_argument("--out", default="model.bpm", help="model file to write (default: model.bpm)")
+    p.add_argument("--out", default="model.bpm", metavar="FILE", help="model file to write (default: model.bpm)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="write predictions for a CSV/Parquet file as CSV")
     p.add_argument("model", help="model file (.bpm)")
     p.add_argument("data", help="CSV with a header row, or Parquet")
-    p.add_argument("--out", help="CSV file to write (default: standard output)")
+    p.add_argument("--out", metavar="FILE", help="CSV file to write (default: standard output)")
     p.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
     p.set_defaults(func=cmd_predict)
 

@@ -1,0 +1,490 @@
+"""blasprop.save / blasprop.load: round trips and hostile files.
+
+The hostile files are written by ``_pack`` below, an independent writer that
+follows docs/model-files.md, so the tests also pin the documented layout.
+"""
+
+import io
+import json
+import os
+import pickle
+import struct
+import time
+import tracemalloc
+import zipfile
+import zlib
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+
+import blasprop
+from blasprop import MLPClassifier, MLPRegressor
+from blasprop._model_io import load_with_info, read_info
+
+MAGIC = b"\x89BPM\r\n\x1a\n"
+
+
+def _X(n=60, n_features=5, dtype=np.float64, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, n_features)).astype(dtype)
+
+
+def _labels(kind, X):
+    score = X[:, 0] + 0.5 * X[:, 1]
+    if kind == "int":
+        return np.digitize(score, [-0.7, 0.0, 0.7]) * 3 - 2  # {-2, 1, 4, 7}
+    if kind == "str":
+        return np.array(["ant", "bee", "cat"])[np.digitize(score, [-0.5, 0.5])]
+    if kind == "object_str":
+        return np.array(["ant", "bee", "cat"], dtype=object)[np.digitize(score, [-0.5, 0.5])]
+    if kind == "bool":
+        return score > 0
+    if kind == "float":
+        return np.digitize(score, [-0.5, 0.5]).astype(np.float64) + 0.0
+    if kind == "binary_str":
+        return np.where(score > 0, "yes", "no")
+    raise AssertionError(kind)
+
+
+def _fit(est, X, y):
+    return est.fit(X, y)
+
+
+def _assert_same_fitted(a, b):
+    assert type(a) is type(b)
+    assert a.get_params() == b.get_params()
+    assert len(a.coefs_) == len(b.coefs_)
+    for wa, wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        assert wa.dtype == wb.dtype
+        assert wa.shape == wb.shape
+        np.testing.assert_array_equal(wa, wb)
+    for attr in (
+        "n_layers_", "n_outputs_", "out_activation_", "n_iter_", "t_", "loss_",
+        "best_loss_", "best_validation_score_", "n_features_in_",
+    ):
+        assert getattr(a, attr, "absent") == getattr(b, attr, "absent"), attr
+    for attr in ("loss_curve_", "validation_scores_"):
+        va, vb = getattr(a, attr, "absent"), getattr(b, attr, "absent")
+        if isinstance(va, str) or va is None:
+            assert vb == va, attr
+        else:
+            assert list(va) == list(vb), attr
+
+
+# ---------------------------------------------------------------------------
+# round trips
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("labels", ["int", "str", "object_str", "bool", "float", "binary_str"])
+def test_classifier_round_trip_is_bit_for_bit(tmp_path, dtype, labels):
+    X = _X(dtype=dtype)
+    y = _labels(labels, X)
+    est = _fit(MLPClassifier(hidden_layer_sizes=(6, 4), max_iter=8, random_state=0), X, y)
+    path = tmp_path / "clf.bpm"
+    blasprop.save(est, path)
+    loaded = blasprop.load(path)
+
+    _assert_same_fitted(est, loaded)
+    assert loaded.classes_.dtype == est.classes_.dtype
+    np.testing.assert_array_equal(loaded.classes_, est.classes_)
+    X_new = _X(40, seed=1, dtype=dtype)
+    expected, got = est.predict(X_new), loaded.predict(X_new)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(loaded.predict_proba(X_new), est.predict_proba(X_new))
+    assert {type(v) for v in got} == {type(v) for v in expected}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_multilabel_round_trip(tmp_path, dtype):
+    X = _X(dtype=dtype)
+    Y = np.column_stack([X[:, 0] > 0, X[:, 1] > 0, X[:, 0] + X[:, 2] > 0]).astype(int)
+    est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=8, random_state=0).fit(X, Y)
+    blasprop.save(est, tmp_path / "ml.bpm")
+    loaded = blasprop.load(tmp_path / "ml.bpm")
+    _assert_same_fitted(est, loaded)
+    assert loaded._label_binarizer.y_type_ == "multilabel-indicator"
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_targets", [1, 3])
+def test_regressor_round_trip(tmp_path, dtype, n_targets):
+    X = _X(dtype=dtype)
+    Y = X[:, :n_targets] * 2.0 + 1.0
+    y = Y.ravel() if n_targets == 1 else Y
+    est = MLPRegressor(hidden_layer_sizes=(7,), max_iter=8, random_state=0).fit(X, y)
+    blasprop.save(est, tmp_path / "reg.bpm")
+    loaded = blasprop.load(tmp_path / "reg.bpm")
+    _assert_same_fitted(est, loaded)
+    X_new = _X(30, seed=2, dtype=dtype)
+    np.testing.assert_array_equal(loaded.predict(X_new), est.predict(X_new))
+    assert loaded.predict(X_new).shape == est.predict(X_new).shape
+
+
+def test_lbfgs_and_early_stopping_attributes_round_trip(tmp_path):
+    X = _X(120)
+    y = _labels("int", X)
+    lbfgs = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=5, random_state=0).fit(X, y)
+    blasprop.save(lbfgs, tmp_path / "a.bpm")
+    loaded = blasprop.load(tmp_path / "a.bpm")
+    _assert_same_fitted(lbfgs, loaded)
+    assert hasattr(loaded, "loss_curve_") == hasattr(lbfgs, "loss_curve_")
+
+    es = MLPRegressor(hidden_layer_sizes=(4,), early_stopping=True, max_iter=15, random_state=0)
+    es.fit(X, X[:, 0])
+    assert es.best_loss_ is None and len(es.validation_scores_) > 0
+    blasprop.save(es, tmp_path / "b.bpm")
+    loaded = blasprop.load(tmp_path / "b.bpm")
+    _assert_same_fitted(es, loaded)
+    np.testing.assert_array_equal(loaded.predict(X), es.predict(X))
+
+
+def test_feature_names_and_parameters_round_trip(tmp_path):
+    X = _X()
+    y = _labels("str", X)
+    est = MLPClassifier(
+        hidden_layer_sizes=(5, 3),
+        activation=["tanh", "relu"],
+        class_weight={"ant": 2.0, "bee": 1.0, "cat": 0.5},
+        alpha=1e-3,
+        max_iter=5,
+        random_state=7,
+    ).fit(X, y)
+    # feature names as fitting on a DataFrame would set them (pandas is optional)
+    est.feature_names_in_ = np.array([f"f{i}" for i in range(5)], dtype=object)
+    blasprop.save(est, tmp_path / "m.bpm")
+    loaded = blasprop.load(tmp_path / "m.bpm")
+    assert loaded.get_params() == est.get_params()
+    assert isinstance(loaded.hidden_layer_sizes, tuple)
+    assert loaded.activation == ["tanh", "relu"]
+    assert loaded.class_weight == {"ant": 2.0, "bee": 1.0, "cat": 0.5}
+    assert loaded.feature_names_in_.dtype == object
+    np.testing.assert_array_equal(loaded.feature_names_in_, est.feature_names_in_)
+
+
+def test_unjsonable_parameters_are_stored_as_null(tmp_path):
+    X = _X()
+    seen = []
+    est = MLPRegressor(
+        hidden_layer_sizes=(3,),
+        max_iter=3,
+        random_state=np.random.RandomState(0),
+        callbacks=[lambda est, info: seen.append(info["epoch"])],
+    ).fit(X, X[:, 0])
+    assert seen  # the callback did run
+    path = tmp_path / "m.bpm"
+    blasprop.save(est, path)
+    header = read_info(path)
+    assert header["params"]["random_state"] is None
+    assert header["params"]["callbacks"] is None
+    assert set(header["unsaved_params"]) == {"random_state", "callbacks"}
+    loaded = blasprop.load(path)
+    assert loaded.random_state is None and loaded.callbacks is None
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+
+
+def test_metadata_and_header_contents(tmp_path):
+    X = _X()
+    est = MLPRegressor(hidden_layer_sizes=(3,), max_iter=3, random_state=0).fit(X, X[:, 0])
+    path = tmp_path / "m.bpm"
+    blasprop.save(est, path, metadata={"note": "hello", "n": [1, 2]})
+    loaded, header = load_with_info(path)
+    assert header["metadata"] == {"note": "hello", "n": [1, 2]}
+    assert header["estimator"] == {"module": "blasprop", "class": "MLPRegressor"}
+    assert header["blasprop_version"] == blasprop.__version__
+    assert header["format_version"] == 1
+    assert header["dtype"] == "float64"
+    with pytest.raises(ValueError, match="JSON"):
+        blasprop.save(est, tmp_path / "bad.bpm", metadata={"f": object()})
+    assert not (tmp_path / "bad.bpm").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["m.bpm"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_partial_fit_after_load_continues_training(tmp_path, solver):
+    X = _X(200, seed=3)
+    y = _labels("str", X)
+    est = MLPClassifier(hidden_layer_sizes=(8,), solver=solver, learning_rate_init=0.01,
+                        max_iter=2, random_state=0).fit(X, y)
+    blasprop.save(est, tmp_path / "m.bpm")
+    loaded = blasprop.load(tmp_path / "m.bpm")
+    score_before = loaded.score(X, y)
+    for _ in range(30):
+        loaded.partial_fit(X, y)
+    assert len(loaded.loss_curve_) == len(est.loss_curve_) + 30
+    assert loaded.t_ == est.t_ + 30 * len(X)
+    assert loaded.loss_curve_[-1] < loaded.loss_curve_[len(est.loss_curve_)]
+    assert loaded.score(X, y) > score_before
+
+    # The file holds no optimizer state (documented): the loaded model trains
+    # exactly like the original would with a fresh optimizer.
+    del est._optimizer
+    for _ in range(30):
+        est.partial_fit(X, y)
+    for a, b in zip(loaded.coefs_ + loaded.intercepts_, est.coefs_ + est.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.loss_curve_ == est.loss_curve_
+
+
+def test_pickle_and_joblib_still_work(tmp_path):
+    joblib = pytest.importorskip("joblib")
+    X = _X()
+    y = _labels("str", X)
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    blasprop.save(est, tmp_path / "m.bpm")
+    loaded = blasprop.load(tmp_path / "m.bpm")
+    unpickled = pickle.loads(pickle.dumps(loaded))
+    np.testing.assert_array_equal(unpickled.predict_proba(X), est.predict_proba(X))
+    joblib.dump(loaded, tmp_path / "m.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "m.joblib").predict(X), est.predict(X))
+    # and a pickled-then-unpickled model can be saved again
+    blasprop.save(unpickled, tmp_path / "again.bpm")
+    np.testing.assert_array_equal(blasprop.load(tmp_path / "again.bpm").predict(X), est.predict(X))
+
+
+def test_save_rejects_unfitted_and_foreign_estimators(tmp_path):
+    with pytest.raises(NotFittedError):
+        blasprop.save(MLPClassifier(), tmp_path / "m.bpm")
+    from sklearn.linear_model import LogisticRegression
+
+    X = _X()
+    with pytest.raises(TypeError, match="MLPClassifier or MLPRegressor"):
+        blasprop.save(LogisticRegression().fit(X, X[:, 0] > 0), tmp_path / "m.bpm")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scikit_learn_mlp_can_be_saved_and_loaded(tmp_path):
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    X = _X()
+    y = _labels("str", X)
+    sk = SkMLP(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    blasprop.save(sk, tmp_path / "sk.bpm")
+    loaded = blasprop.load(tmp_path / "sk.bpm")
+    assert type(loaded) is SkMLP
+    np.testing.assert_array_equal(loaded.predict_proba(X), sk.predict_proba(X))
+
+
+# ---------------------------------------------------------------------------
+# damaged and hostile files
+
+
+def _pack(header, data=b"", *, version=1, json_bytes=None, json_len=None, data_len=None):
+    """Write a model file following docs/model-files.md."""
+    raw = json_bytes if json_bytes is not None else json.dumps(header).encode()
+    head = struct.pack(
+        "<8sIIQQ",
+        MAGIC,
+        version,
+        zlib.crc32(raw),
+        len(raw) if json_len is None else json_len,
+        len(data) if data_len is None else data_len,
+    )
+    pad = b"\0" * (-(len(head) + len(raw)) % 64)
+    return head + raw + pad + data
+
+
+def _unpack(blob):
+    magic, version, crc, json_len, data_len = struct.unpack("<8sIIQQ", blob[:32])
+    assert magic == MAGIC and version == 1
+    raw = blob[32 : 32 + json_len]
+    assert zlib.crc32(raw) == crc
+    start = 32 + json_len + (-(32 + json_len) % 64)
+    assert len(blob) == start + data_len
+    return json.loads(raw), blob[start:]
+
+
+@pytest.fixture(scope="module")
+def small_model_file(tmp_path_factory):
+    X = _X(40, n_features=4)
+    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, _labels("str", X))
+    path = tmp_path_factory.mktemp("model") / "small.bpm"
+    blasprop.save(est, path)
+    return path.read_bytes()
+
+
+def _load_bytes(tmp_path, blob, name="bad.bpm"):
+    path = tmp_path / name
+    path.write_bytes(blob)
+    return blasprop.load(path)
+
+
+def _assert_rejected(tmp_path, blob, match=None, max_seconds=1.0, max_alloc=8 * 2**20):
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ValueError, match=match):
+            _load_bytes(tmp_path, blob)
+    finally:
+        elapsed = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert elapsed < max_seconds
+    assert peak < max_alloc
+
+
+def test_documented_layout(small_model_file):
+    header, data = _unpack(small_model_file)
+    assert header["format"] == "blasprop-model"
+    for entry in header["arrays"]:
+        assert entry["offset"] % 64 == 0
+        n = int(np.prod(entry["shape"])) * np.dtype(entry["dtype"]).itemsize
+        chunk = data[entry["offset"] : entry["offset"] + n]
+        assert zlib.crc32(chunk) == entry["crc32"]
+    w0 = next(e for e in header["arrays"] if e["name"] == "coefs_.0")
+    assert w0["shape"] == [4, 3] and w0["dtype"] == "<f8"
+
+
+def test_intact_file_loads(tmp_path, small_model_file):
+    assert isinstance(_load_bytes(tmp_path, small_model_file), MLPClassifier)
+
+
+def test_truncated_files(tmp_path, small_model_file):
+    n = len(small_model_file)
+    for cut in (0, 1, 7, 8, 20, 31, 32, 40, n // 2, n - 64, n - 8, n - 1):
+        _assert_rejected(tmp_path, small_model_file[:cut])
+
+
+def test_flipped_bytes_are_detected(tmp_path, small_model_file):
+    """Every byte of the fixed header, padding and arrays; every 7th of the JSON."""
+    blob = bytearray(small_model_file)
+    json_len = struct.unpack("<Q", blob[16:24])[0]
+    positions = [i for i in range(len(blob)) if not 32 <= i < 32 + json_len or i % 7 == 0]
+    path = tmp_path / "flip.bpm"
+    for i in positions:
+        damaged = blob.copy()
+        damaged[i] ^= 0x20
+        path.write_bytes(damaged)
+        with pytest.raises(ValueError):
+            blasprop.load(path)
+
+
+def test_trailing_garbage(tmp_path, small_model_file):
+    _assert_rejected(tmp_path, small_model_file + b"\0", match="trailing")
+
+
+def test_wrong_magic_and_other_formats(tmp_path, small_model_file):
+    _assert_rejected(tmp_path, b"NOTBPM!!" + small_model_file[8:], match="magic")
+    _assert_rejected(tmp_path, b"", match="short")
+    _assert_rejected(tmp_path, b"a,b,c\n1,2,3\n" * 10, match="magic")
+    buf = io.BytesIO()
+    np.savez(buf, coefs=np.zeros(3))
+    _assert_rejected(tmp_path, buf.getvalue(), match="zip")
+
+
+def test_zip_bomb_is_not_expanded(tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("coefs_.npy", b"\0" * (64 * 2**20))  # 64 MiB of zeros, ~64 kB compressed
+    blob = buf.getvalue()
+    assert len(blob) < 2**20
+    _assert_rejected(tmp_path, blob, match="zip", max_alloc=4 * 2**20)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned-by-pickle",))
+
+
+def test_pickle_payload_is_never_unpickled(tmp_path, small_model_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for payload in (pickle.dumps(_Evil()), pickle.dumps(_Evil(), protocol=0)):
+        _assert_rejected(tmp_path, payload, match="pickle")
+    # a pickle where the arrays should be
+    header, data = _unpack(small_model_file)
+    evil = pickle.dumps(_Evil())
+    header["arrays"][0]["dtype"] = "|O"
+    _assert_rejected(tmp_path, _pack(header, data), match="dtype")
+    header, _ = _unpack(small_model_file)
+    _assert_rejected(tmp_path, _pack(header, evil + data[len(evil) :]), match="checksum")
+    assert not (tmp_path / "pwned-by-pickle").exists()
+
+
+def test_huge_declared_lengths(tmp_path, small_model_file):
+    header, data = _unpack(small_model_file)
+    _assert_rejected(tmp_path, _pack(header, data, json_len=2**62), match="JSON header length")
+    _assert_rejected(tmp_path, _pack(header, data, json_len=2**31), match="JSON header length")
+    _assert_rejected(tmp_path, _pack(header, data, data_len=2**63), match="truncated")
+
+
+@pytest.mark.parametrize("shape", [[10**9, 10**9], [2**62, 2**62], [10**12], [3, 3, 3]])
+def test_absurd_array_shapes(tmp_path, small_model_file, shape):
+    header, data = _unpack(small_model_file)
+    header["arrays"][0]["shape"] = shape
+    _assert_rejected(tmp_path, _pack(header, data))
+
+
+def test_absurd_architecture(tmp_path, small_model_file):
+    header, data = _unpack(small_model_file)
+    header["params"]["hidden_layer_sizes"] = [10**9]
+    header["arrays"][0]["shape"] = [4, 10**9]
+    _assert_rejected(tmp_path, _pack(header, data), match="does not fit")
+
+
+def _edited(small_model_file, edit):
+    header, data = _unpack(small_model_file)
+    data = bytearray(data)
+    edit(header, data)
+    return _pack(header, bytes(data))
+
+
+def _set_nan(header, data):
+    entry = header["arrays"][0]
+    nan = np.array([np.nan]).tobytes()
+    data[entry["offset"] : entry["offset"] + 8] = nan
+    n = int(np.prod(entry["shape"])) * 8
+    entry["crc32"] = zlib.crc32(bytes(data[entry["offset"] : entry["offset"] + n]))
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda h, d: h["params"].update(hidden_layer_sizes=[4]), "shape"),
+        (lambda h, d: h["attributes"].update(n_features_in_=5), "shape"),
+        (lambda h, d: h["attributes"].update(n_outputs_=2), "shape|classes"),
+        (lambda h, d: h["attributes"].update(n_layers_=4), "n_layers_"),
+        (lambda h, d: h["attributes"].update(out_activation_="logistic"), "out_activation_"),
+        (lambda h, d: h["attributes"].update(out_activation_="os.system"), "output activation"),
+        (lambda h, d: h.update(label_type="multilabel-indicator"), "multilabel"),
+        (lambda h, d: h["classes"]["values"].pop(), "classes"),
+        (lambda h, d: h["classes"].update(dtype="|O", element="pickle"), "element"),
+        (lambda h, d: h["classes"].update(dtype="V100000000"), "dtype"),
+        (lambda h, d: h.update(estimator={"module": "os", "class": "system"}), "os.system"),
+        (lambda h, d: h["params"].update(activation="rm -rf"), "activation"),
+        (lambda h, d: h["params"].update(not_a_param=1), "not_a_param"),
+        (lambda h, d: h.update(dtype="float16"), "dtype"),
+        (lambda h, d: h["arrays"][0].update(dtype="<f4"), "dtype|fit|starts|cover"),
+        (lambda h, d: h["arrays"][1].update(offset=0), "starts at"),
+        (lambda h, d: h["arrays"].append(dict(h["arrays"][0])), "twice"),
+        (lambda h, d: h["arrays"][0].update(name="os.system"), "missing|unexpected"),
+        (lambda h, d: h.update(format_version=2), "format version"),
+        (lambda h, d: h["attributes"].update(t_="many"), "t_"),
+        (lambda h, d: h["attributes"].update(n_iter_=-1), "n_iter_"),
+        (lambda h, d: h.update(feature_names_in=["a"]), "feature names"),
+        (_set_nan, "NaN"),
+    ],
+)
+def test_inconsistent_headers(tmp_path, small_model_file, edit, match):
+    _assert_rejected(tmp_path, _edited(small_model_file, edit), match=match)
+
+
+def test_bad_json(tmp_path, small_model_file):
+    header, data = _unpack(small_model_file)
+    raw = json.dumps(header).encode()
+    nested = b"[" * 100_000 + b"]" * 100_000
+    dup = raw[:-1] + b',"format":"blasprop-model"}'
+    for bad in (b"\xff\xfe not utf-8", b"{not json", nested, dup, b"[1, 2]", b"NaN", b"1" * 5000):
+        _assert_rejected(tmp_path, _pack(None, data, json_bytes=bad))
+
+
+def test_version_from_the_future(tmp_path, small_model_file):
+    header, data = _unpack(small_model_file)
+    _assert_rejected(tmp_path, _pack(header, data, version=2), match="version 2")
+
+
+def test_directory_and_missing_file(tmp_path):
+    with pytest.raises(OSError):
+        blasprop.load(tmp_path / "missing.bpm")
