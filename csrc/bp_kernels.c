@@ -12,6 +12,17 @@ int bp_act_needs_z(int act)
     return act == BP_GELU || act == BP_SILU;
 }
 
+double bp_uniform(uint64_t *state)
+{
+    /* splitmix64 (Steele, Lea, Flood 2014): small, fast, good enough for
+     * dropout masks, and the same stream on every platform. */
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
 #define REAL double
 #define S(name) name##_d
 #define MATH(fn) fn

@@ -38,6 +38,11 @@ enum bp_loss {
     BP_ABSOLUTE_ERROR = 5   /* identity output, absolute error, mean over outputs */
 };
 
+#include <stdint.h>
+
+/* Next uniform double in [0, 1) from a splitmix64 stream. */
+double bp_uniform(uint64_t *state);
+
 /* 1 when the derivative of the activation needs the pre-activation z
  * (it cannot be computed from the output a alone). */
 int bp_act_needs_z(int act);
@@ -76,6 +81,12 @@ int bp_act_needs_z(int act);
                        double sw_sum, double lr, double momentum,             \
                        int nesterov, double beta_1, double beta_2,            \
                        double eps, double decay);                             \
+    /* Inverted dropout: mask[i] = 0 with probability p, else 1/(1-p);      \
+     * out[i] = in[i] * mask[i]. Draws from *state. */                        \
+    void bp_dropout_##S(const REAL *in, REAL *out, REAL *mask, ptrdiff_t n,    \
+                        double p, uint64_t *state);                           \
+    /* x[i] *= m[i] */                                                        \
+    void bp_mul_##S(REAL *x, const REAL *m, ptrdiff_t n);                     \
     /* 1 if all of x[:n] is finite */                                             \
     int bp_all_finite_##S(const REAL *x, ptrdiff_t n);
 

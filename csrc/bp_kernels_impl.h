@@ -292,6 +292,23 @@ double S(bp_step)(int solver, REAL *p, REAL *s1, REAL *s2, REAL *g,
     return ss;
 }
 
+void S(bp_dropout)(const REAL *in, REAL *out, REAL *mask, ptrdiff_t n,
+                   double p, uint64_t *state)
+{
+    const REAL keep = (REAL)(1.0 / (1.0 - p));
+    ptrdiff_t i;
+    for (i = 0; i < n; ++i) {
+        mask[i] = bp_uniform(state) < p ? (REAL)0 : keep;
+        out[i] = in[i] * mask[i];
+    }
+}
+
+void S(bp_mul)(REAL *x, const REAL *m, ptrdiff_t n)
+{
+    ptrdiff_t i;
+    for (i = 0; i < n; ++i) x[i] *= m[i];
+}
+
 int S(bp_all_finite)(const REAL *x, ptrdiff_t n)
 {
     ptrdiff_t i;

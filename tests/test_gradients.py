@@ -89,8 +89,9 @@ def test_gradient_check_detects_a_wrong_gradient(monkeypatch):
 
     real = _core.objective
 
-    def wrong(layout, ws, X, Y, sw, params, grads, alpha):
-        loss = real(layout, ws, X, Y, sw, params, grads, alpha)
+    def wrong(*args):
+        loss = real(*args)
+        grads = args[6]
         grads[0] *= 1.5
         return loss
 
@@ -99,6 +100,15 @@ def test_gradient_check_detects_a_wrong_gradient(monkeypatch):
     monkeypatch.setattr(_core, "objective", wrong)
     errors = check_gradients(est, X, y, max_checks=10_000)
     assert errors[0] > 1e-3
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("dropout", [0.3, [0.5, 0.0]])
+def test_gradients_with_dropout_fixed_mask(dropout, dtype):
+    X, y = _data("multiclass", dtype)
+    est = MLPClassifier(hidden_layer_sizes=(6, 4), activation="silu",
+                        dropout=dropout, random_state=0, alpha=0.01)
+    _assert_close(check_gradients(est, X, y), dtype)
 
 
 def test_gradient_check_subset_for_large_networks():

@@ -4,5 +4,15 @@ scikit-learn's MLPClassifier and MLPRegressor."""
 from ._version import __version__
 from ._classes import MLPClassifier, MLPRegressor
 from ._gradcheck import check_gradients
+from ._model_io import load, save
+from ._onnx import to_onnx
 
-__all__ = ["MLPClassifier", "MLPRegressor", "check_gradients", "__version__"]
+__all__ = [
+    "MLPClassifier",
+    "MLPRegressor",
+    "check_gradients",
+    "save",
+    "load",
+    "to_onnx",
+    "__version__",
+]

@@ -83,11 +83,13 @@ class _Optimizer:
 class _Network:
     """The flat parameter vector of a fitted model and its layout."""
 
-    def __init__(self, units, hidden_acts, out_act, loss_code, huber_delta, cap):
+    def __init__(self, units, hidden_acts, out_act, loss_code, huber_delta, cap,
+                 dropout=None):
         codes = [HIDDEN_ACTIVATIONS[a] for a in hidden_acts]
         codes.append(OUTPUT_ACTIVATIONS[out_act])
         self.units = list(units)
-        self.layout = _core.Layout(units, codes, loss_code, huber_delta, cap)
+        self.layout = _core.Layout(units, codes, loss_code, huber_delta, cap, dropout)
+        self.has_dropout = self.layout.d_size > 0
 
     def workspace(self, dtype, sparse):
         return _core.Workspace(self.layout, dtype, self.units[0], sparse)
@@ -166,6 +168,7 @@ class BaseMLP(BaseEstimator, ABC):
             Options(Real, {np.inf}),
         ],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left"), list, tuple],
         "callbacks": [list, tuple, None],
     }
 
@@ -190,8 +193,8 @@ class BaseMLP(BaseEstimator, ABC):
         """Loss code of the C kernels for ``out_activation_``."""
 
     @abstractmethod
-    def _score_rows(self, X_in, rows, y, sample_weight):
-        """Validation score on rows of X (early stopping)."""
+    def _score_output(self, output, y, sample_weight):
+        """Validation score (early stopping) from the network's output."""
 
     def _extra_sample_weight(self, y, sample_weight):
         return sample_weight
@@ -220,7 +223,20 @@ class BaseMLP(BaseEstimator, ABC):
         return _Network(
             units, hidden, self.out_activation_, self._loss_code(),
             getattr(self, "huber_delta", 1.0), cap,
+            self._dropout_rates(len(units) - 2),
         )
+
+    def _dropout_rates(self, n_hidden):
+        rates = self.dropout
+        if np.isscalar(rates):
+            return [float(rates)] * n_hidden
+        rates = [float(r) for r in rates]
+        if len(rates) != n_hidden or any(not 0 <= r < 1 for r in rates):
+            raise ValueError(
+                f"dropout must be a float in [0, 1) or a list of {n_hidden} such "
+                f"floats, one per hidden layer; got {self.dropout!r}."
+            )
+        return rates
 
     def _init_coef(self, rng, fan_in, fan_out, factor, dtype):
         init_bound = np.sqrt(factor / (fan_in + fan_out))
@@ -250,11 +266,13 @@ class BaseMLP(BaseEstimator, ABC):
             self._no_improvement_count = 0
             if self.early_stopping:
                 self.validation_scores_ = []
+                self.validation_loss_curve_ = []
                 self.best_validation_score_ = -np.inf
                 self.best_loss_ = None
             else:
                 self.best_loss_ = np.inf
                 self.validation_scores_ = None
+                self.validation_loss_curve_ = None
                 self.best_validation_score_ = None
 
     # ------------------------------------------------------------------
@@ -263,6 +281,12 @@ class BaseMLP(BaseEstimator, ABC):
     def _fit(self, X, y, sample_weight=None, incremental=False):
         hidden_sizes = self._hidden_sizes()
         hidden_activation_names(self.activation, len(hidden_sizes))
+        drop = self._dropout_rates(len(hidden_sizes))
+        if self.solver == "lbfgs" and any(drop):
+            raise ValueError(
+                "dropout is not available with solver='lbfgs' (its objective must "
+                "be deterministic); use solver='adam', 'adamw' or 'sgd'."
+            )
         first_pass = not hasattr(self, "coefs_") or (
             not self.warm_start and not incremental
         )
@@ -285,6 +309,7 @@ class BaseMLP(BaseEstimator, ABC):
                 f"previous fit: got layers {layer_units}, the fitted model has "
                 f"{[self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]}."
             )
+        Y_split = Y  # labels as scikit-learn stratifies them (bool for classifiers)
         Y = np.ascontiguousarray(Y, dtype=dtype)
         sw = (
             np.empty(0, dtype=dtype)
@@ -293,7 +318,7 @@ class BaseMLP(BaseEstimator, ABC):
         )
         X_in = _core.Input(X)
         if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X_in, Y, sw, rng, layer_units, incremental)
+            self._fit_stochastic(X_in, Y, Y_split, sw, rng, layer_units, incremental)
         else:
             self._fit_lbfgs(X_in, Y, sw, layer_units)
         if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
@@ -304,6 +329,9 @@ class BaseMLP(BaseEstimator, ABC):
         return self
 
     def _fit_lbfgs(self, X_in, Y, sw, layer_units):
+        # SciPy's L-BFGS-B keeps its memory in float64 but evaluates the
+        # objective at points of x0's dtype: a float32 model is evaluated in
+        # float32 at float32 points, as in scikit-learn.
         dtype = Y.dtype
         net = self._network(X_in.n_samples, dtype, layer_units)
         ws = net.workspace(dtype, X_in.sparse)
@@ -325,14 +353,13 @@ class BaseMLP(BaseEstimator, ABC):
         except ImportError:  # pragma: no cover
             pass
         opt_res = scipy.optimize.minimize(
-            fun, params.astype(np.float64), method="L-BFGS-B", jac=True, options=options
+            fun, params.copy(), method="L-BFGS-B", jac=True, options=options
         )
         self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
         self.loss_ = float(opt_res.fun)
-        params[:] = opt_res.x
-        self.coefs_, self.intercepts_ = net.unpack(params)
+        self.coefs_, self.intercepts_ = net.unpack(opt_res.x.astype(dtype))
 
-    def _fit_stochastic(self, X_in, Y, sw, rng, layer_units, incremental):
+    def _fit_stochastic(self, X_in, Y, Y_split, sw, rng, layer_units, incremental):
         dtype = Y.dtype
         early_stopping = self.early_stopping
         if early_stopping and incremental:
@@ -340,7 +367,7 @@ class BaseMLP(BaseEstimator, ABC):
         n_all = X_in.n_samples
         if early_stopping:
             # Split row indices exactly as train_test_split splits X and y.
-            stratify = Y if (is_classifier(self) and self.n_outputs_ == 1) else None
+            stratify = Y_split if (is_classifier(self) and self.n_outputs_ == 1) else None
             train_idx, val_idx = train_test_split(
                 np.arange(n_all),
                 random_state=rng,
@@ -352,7 +379,8 @@ class BaseMLP(BaseEstimator, ABC):
                     "The validation set is too small. Increase 'validation_fraction' "
                     "or the size of your dataset."
                 )
-            y_val = self._validation_targets(Y[val_idx])
+            Y_val = np.ascontiguousarray(Y[val_idx])
+            y_val = self._validation_targets(Y_val)
             sw_val = sw[val_idx] if sw.size else None
         else:
             train_idx = np.arange(n_all)
@@ -401,12 +429,16 @@ class BaseMLP(BaseEstimator, ABC):
                     order = train_idx[sample_idx]
                 else:
                     order = train_idx
-                total, opt.t, done = _core.epoch(
+                # Dropout masks come from the estimator's random state, drawn
+                # only when there is dropout so that the stream (and the
+                # model) stays scikit-learn's otherwise.
+                seed = int(rng.randint(0, 2**62)) if net.has_dropout else -1
+                total, opt.t = _core.epoch(
                     net.layout, ws, X_in, Y, sw, order, batch_size, params, grads,
                     opt.state1, opt.state2, solver_code, opt.learning_rate,
                     float(self.momentum), bool(self.nesterovs_momentum),
                     float(self.beta_1), float(self.beta_2), float(self.epsilon),
-                    opt.t, alpha, alpha,
+                    opt.t, alpha, seed,
                 )
                 self.n_iter_ += 1
                 self.loss_ = total / n_samples
@@ -415,8 +447,10 @@ class BaseMLP(BaseEstimator, ABC):
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
 
+                if not np.isfinite(self.loss_) and not _core.all_finite_params(params):
+                    break  # diverged: _fit raises scikit-learn's error
                 if early_stopping:
-                    self._update_validation(X_in, val_idx, y_val, sw_val)
+                    self._update_validation(X_in, val_idx, Y_val, y_val, sw_val)
                 else:
                     self._update_training_loss()
                 opt.iteration_ends(self.t_)
@@ -476,9 +510,12 @@ class BaseMLP(BaseEstimator, ABC):
                 stop = True
         return stop
 
-    def _update_validation(self, X_in, val_idx, y_val, sw_val):
-        val_score = self._score_rows(X_in, val_idx, y_val, sw_val)
+    def _update_validation(self, X_in, val_idx, Y_val, y_val, sw_val):
+        out, val_loss = self._forward_rows(X_in, val_idx, Y_val, sw_val)
+        val_score = self._score_output(out, y_val, sw_val)
         self.validation_scores_.append(val_score)
+        if getattr(self, "validation_loss_curve_", None) is not None:
+            self.validation_loss_curve_.append(val_loss)
         if self.verbose:
             print("Validation score: %f" % self.validation_scores_[-1])
         last = self.validation_scores_[-1]
@@ -505,11 +542,12 @@ class BaseMLP(BaseEstimator, ABC):
     # ------------------------------------------------------------------
     # Prediction
 
-    def _forward_rows(self, X_in, rows=None):
+    def _forward_rows(self, X_in, rows=None, Y=None, sw=None):
         """Output layer for rows of a validated input (all rows if None).
 
         Computed in the dtype of X: a float32 model predicting float64 input
-        casts its (small) weights, never the input."""
+        casts its (small) weights, never the input. With targets ``Y`` of
+        those rows, returns (output, mean loss) from the same pass."""
         dtype = X_in.X.dtype
         n = X_in.n_samples if rows is None else rows.shape[0]
         out = np.empty((n, self.n_outputs_), dtype=dtype)
@@ -521,8 +559,8 @@ class BaseMLP(BaseEstimator, ABC):
             params = net.pack(self.coefs_, self.intercepts_, dtype)
         ws = net.workspace(dtype, X_in.sparse)
         rows = np.empty(0, np.intp) if rows is None else np.ascontiguousarray(rows, np.intp)
-        _core.predict(net.layout, ws, X_in, params, rows, out)
-        return out
+        loss = _core.predict(net.layout, ws, X_in, params, rows, out, Y, sw)
+        return out if Y is None else (out, loss)
 
     def _forward_pass_fast(self, X, check_input=True):
         if check_input:
@@ -532,8 +570,8 @@ class BaseMLP(BaseEstimator, ABC):
             )
         return self._forward_rows(_core.Input(X))
 
-    def _score_with_function(self, X_in, rows, y, sample_weight, score_function):
-        y_pred = self._predict_from_output(self._forward_rows(X_in, rows))
+    def _score_with_function(self, output, y, sample_weight, score_function):
+        y_pred = self._predict_from_output(output)
         if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
             return np.nan
         return score_function(y, y_pred, sample_weight=sample_weight)

@@ -1,6 +1,13 @@
 # Declarations of the C kernels in csrc/bp_kernels.h (no Python inside).
+from libc.stdint cimport uint64_t
+
 cdef extern from "bp_kernels.h" nogil:
     int bp_act_needs_z(int act)
+    double bp_uniform(uint64_t *state)
+    void bp_dropout_d(const double *inp, double *out, double *mask, Py_ssize_t n, double p, uint64_t *state)
+    void bp_dropout_f(const float *inp, float *out, float *mask, Py_ssize_t n, double p, uint64_t *state)
+    void bp_mul_d(double *x, const double *m, Py_ssize_t n)
+    void bp_mul_f(float *x, const float *m, Py_ssize_t n)
 
     void bp_bias_act_d(int act, double *z, double *a, const double *b, Py_ssize_t rows, Py_ssize_t cols)
     void bp_bias_act_f(int act, float *z, float *a, const float *b, Py_ssize_t rows, Py_ssize_t cols)
@@ -87,6 +94,19 @@ cdef inline double step(int solver, floating *p, floating *s1, floating *s2,
     else:
         return bp_step_f(solver, p, s1, s2, g, n_coef, n, alpha, sw_sum, lr,
                          momentum, nesterov, beta_1, beta_2, eps, decay)
+
+cdef inline void dropout(const floating *inp, floating *out, floating *mask,
+                         Py_ssize_t n, double p, uint64_t *state) noexcept nogil:
+    if floating is double:
+        bp_dropout_d(inp, out, mask, n, p, state)
+    else:
+        bp_dropout_f(inp, out, mask, n, p, state)
+
+cdef inline void mul(floating *x, const floating *m, Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        bp_mul_d(x, m, n)
+    else:
+        bp_mul_f(x, m, n)
 
 cdef inline bint all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
     if floating is double:

@@ -41,12 +41,27 @@ _SHARED_DOC = """
         decay rate (each step multiplies the weights by
         ``1 - learning_rate_init * alpha``) instead of an L2 term in the loss.
 {extra}
+    dropout : float or list of float, default=0.0
+        Inverted dropout on the hidden layers during training (stochastic
+        solvers only): each hidden unit is zeroed with this probability and
+        the others are scaled by 1 / (1 - dropout). A list gives one rate per
+        hidden layer. The masks are drawn from ``random_state``, so fits are
+        reproducible; prediction never drops units. Not available with
+        'lbfgs'.
+
     callbacks : list of callable, default=None
         Each is called once per epoch (stochastic solvers) as
         ``callback(estimator, info)``; ``info`` holds ``epoch``, ``max_iter``,
         ``loss``, ``validation_score`` (None without early stopping) and
         ``elapsed`` (seconds since fit started). A callback that returns True
         stops training after that epoch.
+
+    Attributes beyond scikit-learn
+    ------------------------------
+    validation_loss_curve_ : list of float or None
+        With ``early_stopping``, the mean loss on the validation set after each
+        epoch (weighted by ``sample_weight``, without the L2 term), beside
+        ``validation_scores_``; else None.
 """
 
 
@@ -94,6 +109,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         n_iter_no_change=10,
         max_fun=15000,
         class_weight=None,
+        dropout=0.0,
         callbacks=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -120,6 +136,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.class_weight = class_weight
+        self.dropout = dropout
         self.callbacks = callbacks
 
     loss = "log_loss"
@@ -184,8 +201,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             y_pred = y_pred.ravel()
         return self._label_binarizer.inverse_transform(y_pred)
 
-    def _score_rows(self, X_in, rows, y, sample_weight):
-        return self._score_with_function(X_in, rows, y, sample_weight, accuracy_score)
+    def _score_output(self, output, y, sample_weight):
+        return self._score_with_function(output, y, sample_weight, accuracy_score)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -298,6 +315,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         n_iter_no_change=10,
         max_fun=15000,
         huber_delta=1.0,
+        dropout=0.0,
         callbacks=None,
     ):
         self.loss = loss
@@ -325,6 +343,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.huber_delta = huber_delta
+        self.dropout = dropout
         self.callbacks = callbacks
 
     def _task_output_activation(self):
@@ -347,8 +366,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             return y_pred.ravel()
         return y_pred
 
-    def _score_rows(self, X_in, rows, y, sample_weight):
-        return self._score_with_function(X_in, rows, y, sample_weight, r2_score)
+    def _score_output(self, output, y, sample_weight):
+        return self._score_with_function(output, y, sample_weight, r2_score)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):

@@ -32,8 +32,9 @@ from libc.string cimport memcpy, memset
 from ._blas cimport gemm, blas_int
 from ._ckernels cimport (
     bp_act_needs_z, bias_act, act_grad, loss_delta, loss_only, colsum_add,
-    finish_grad, sumsq, step, all_finite,
+    finish_grad, sumsq, step, all_finite, dropout, mul,
 )
+from libc.stdint cimport uint64_t
 
 cdef extern from "Python.h":
     int _check_signals "PyErr_CheckSignals"() noexcept
@@ -66,6 +67,8 @@ cdef struct Net:
     const Py_ssize_t *act_off    # n_layers, offsets into the activation buffer
     const Py_ssize_t *z_off      # n_layers, into the pre-activation buffer, or -1
     const int *act               # n_layers, activation of each layer's output
+    const double *drop           # n_layers, dropout rate of each layer's output
+    const Py_ssize_t *d_off      # n_layers, into the keep/mask buffers, or -1
     int loss
     double huber_delta
     Py_ssize_t n_coef            # weights come first in the parameter vector
@@ -73,7 +76,10 @@ cdef struct Net:
 
 
 cdef struct Source:
-    # Dense rows (any strides, in bytes) or CSR (indices as intp).
+    # Dense rows (any strides, in bytes) or CSR (indices as intp), of float
+    # or double values (``itemsize``); a float source read by a double
+    # kernel is converted row by row as it is gathered.
+    Py_ssize_t itemsize
     const char *base
     Py_ssize_t row_stride
     Py_ssize_t col_stride
@@ -87,11 +93,13 @@ cdef struct Source:
 cdef class Layout:
     """Shape of a network and its loss, as arrays the kernels can read."""
     cdef readonly object units, coef_off, icpt_off, act_off, z_off, act
+    cdef readonly object drop, d_off
     cdef readonly Py_ssize_t cap, n_coef, n_params, act_size, z_size, max_units
+    cdef readonly Py_ssize_t d_size
     cdef Net net
 
     def __init__(self, units, activations, int loss, double huber_delta,
-                 Py_ssize_t cap):
+                 Py_ssize_t cap, dropout=None):
         units = np.ascontiguousarray(units, dtype=np.intp)
         cdef Py_ssize_t L = units.shape[0] - 1, l
         if L < 1 or cap < 1:
@@ -115,6 +123,21 @@ cdef class Layout:
                 z_off[l] = z_size
                 z_size += cap * units[l + 1]
         self.z_off = z_off
+        # Dropout on hidden layers: the activation before dropout and the
+        # mask are kept for the backward pass.
+        self.drop = np.zeros(L, dtype=np.float64)
+        if dropout is not None:
+            self.drop[:L - 1] = dropout
+        if np.any(self.drop < 0) or np.any(self.drop >= 1):
+            raise ValueError("dropout rates must be in [0, 1)")
+        d_off = np.full(L, -1, dtype=np.intp)
+        d_size = 0
+        for l in range(L - 1):
+            if self.drop[l] > 0:
+                d_off[l] = d_size
+                d_size += cap * units[l + 1]
+        self.d_off = d_off
+        self.d_size = d_size
         self.units = units
         self.cap = cap
         self.act_size = cap * int(fan_out.sum())
@@ -126,6 +149,10 @@ cdef class Layout:
         cdef Py_ssize_t[::1] u = self.units, co = self.coef_off
         cdef Py_ssize_t[::1] io = self.icpt_off, ao = self.act_off, zo = self.z_off
         cdef int[::1] ac = self.act
+        cdef double[::1] dr = self.drop
+        cdef Py_ssize_t[::1] do = self.d_off
+        self.net.drop = &dr[0]
+        self.net.d_off = &do[0]
         self.net.n_layers = u.shape[0] - 1
         self.net.units = &u[0]
         self.net.coef_off = &co[0]
@@ -141,7 +168,7 @@ cdef class Layout:
 
 cdef class Workspace:
     """Buffers for ``layout.cap`` rows, allocated once."""
-    cdef readonly object xbuf, ybuf, swbuf, acts, zs, d0, d1
+    cdef readonly object xbuf, ybuf, swbuf, acts, zs, d0, d1, keep, mask
 
     def __init__(self, Layout layout, dtype, Py_ssize_t n_features, bint sparse):
         cap = layout.cap
@@ -153,6 +180,8 @@ cdef class Workspace:
         self.zs = np.empty(max(layout.z_size, 1), dtype=dtype)
         self.d0 = np.empty(cap * layout.max_units, dtype=dtype)
         self.d1 = np.empty(cap * layout.max_units, dtype=dtype)
+        self.keep = np.empty(max(layout.d_size, 1), dtype=dtype)
+        self.mask = np.empty(max(layout.d_size, 1), dtype=dtype)
 
 
 cdef class Input:
@@ -170,6 +199,9 @@ cdef class Input:
         self.src.n_features = self.n_features
         self.sparse = hasattr(X, "tocsr")
         self.src.sparse = self.sparse
+        if X.dtype not in (np.float32, np.float64):
+            raise TypeError("X must be float32 or float64")
+        self.src.itemsize = X.dtype.itemsize
         if self.sparse:
             X = X.tocsr() if X.format != "csr" else X
             self.X = X
@@ -204,7 +236,8 @@ cdef const floating *_dense_rows(const Source *src, const Py_ssize_t *rows,
     cdef Py_ssize_t es = sizeof(floating)
     cdef const char *p
     cdef floating *out
-    if (rows == NULL and src.col_stride == es and src.row_stride > 0
+    if (rows == NULL and src.itemsize == es and src.col_stride == es
+            and src.row_stride > 0
             and src.row_stride % es == 0 and src.row_stride // es >= nf):
         ld[0] = src.row_stride // es
         return <const floating *> (src.base + start * src.row_stride)
@@ -212,7 +245,10 @@ cdef const floating *_dense_rows(const Source *src, const Py_ssize_t *rows,
         row = rows[r] if rows != NULL else start + r
         p = src.base + row * src.row_stride
         out = xbuf + r * nf
-        if src.col_stride == es:
+        if src.itemsize != es:
+            for j in range(nf):
+                out[j] = <floating> (<const float *> (p + j * src.col_stride))[0]
+        elif src.col_stride == es:
             memcpy(out, p, nf * es)
         else:
             for j in range(nf):
@@ -221,11 +257,19 @@ cdef const floating *_dense_rows(const Source *src, const Py_ssize_t *rows,
     return xbuf
 
 
+cdef inline floating _csr_value(const Source *src, Py_ssize_t p,
+                                const floating *dtype_of) noexcept nogil:
+    """Value p of a CSR source in the kernel's dtype (``dtype_of`` only
+    selects the specialisation)."""
+    if <Py_ssize_t> sizeof(floating) != src.itemsize:
+        return <floating> (<const float *> src.data)[p]
+    return (<const floating *> src.data)[p]
+
+
 cdef void _csr_matmul(const Source *src, const Py_ssize_t *rows, Py_ssize_t start,
                       Py_ssize_t n, const floating *W, Py_ssize_t n_out,
                       floating *out) noexcept nogil:
     """out (n x n_out) = X[rows] @ W for CSR X."""
-    cdef const floating *data = <const floating *> src.data
     cdef Py_ssize_t r, p, j, row
     cdef floating v
     cdef floating *o
@@ -235,7 +279,7 @@ cdef void _csr_matmul(const Source *src, const Py_ssize_t *rows, Py_ssize_t star
         row = rows[r] if rows != NULL else start + r
         o = out + r * n_out
         for p in range(src.indptr[row], src.indptr[row + 1]):
-            v = data[p]
+            v = _csr_value(src, p, W)
             w = W + src.indices[p] * n_out
             for j in range(n_out):
                 o[j] += v * w[j]
@@ -245,7 +289,6 @@ cdef void _csr_grad(const Source *src, const Py_ssize_t *rows, Py_ssize_t start,
                     Py_ssize_t n, const floating *delta, Py_ssize_t n_out,
                     floating *G) noexcept nogil:
     """G (n_features x n_out) += X[rows].T @ delta for CSR X."""
-    cdef const floating *data = <const floating *> src.data
     cdef Py_ssize_t r, p, j, row
     cdef floating v
     cdef floating *g
@@ -254,27 +297,43 @@ cdef void _csr_grad(const Source *src, const Py_ssize_t *rows, Py_ssize_t start,
         row = rows[r] if rows != NULL else start + r
         d = delta + r * n_out
         for p in range(src.indptr[row], src.indptr[row + 1]):
-            v = data[p]
+            v = _csr_value(src, p, delta)
             g = G + src.indices[p] * n_out
             for j in range(n_out):
                 g[j] += v * d[j]
 
 
+cdef struct Dropout:
+    # Training-mode dropout: the buffers of the workspace and the RNG state;
+    # a NULL pointer to it means no dropout (prediction).
+    void *keep
+    void *mask
+    uint64_t state
+
+
 cdef void _forward(const Net *net, const Source *src, const Py_ssize_t *rows,
                    Py_ssize_t start, Py_ssize_t n, const floating *params,
                    floating *xbuf, floating *acts, floating *zs,
-                   const floating **xin, Py_ssize_t *ldx) noexcept nogil:
+                   const floating **xin, Py_ssize_t *ldx,
+                   Dropout *drop) noexcept nogil:
     """Z = A W + b and A' = f(Z) for every layer; the output is at
-    ``acts + act_off[L-1]``. ``xin``/``ldx`` return the dense input block."""
+    ``acts + act_off[L-1]``. ``xin``/``ldx`` return the dense input block.
+    With ``drop``, hidden layers with a dropout rate keep f(Z) in
+    ``drop.keep`` and pass f(Z) * mask on."""
     cdef Py_ssize_t l, fan_in, fan_out, ld = 0
     cdef const floating *inp
     cdef floating *out_a
     cdef floating *out_z
+    cdef floating *kept
     for l in range(net.n_layers):
         fan_in = net.units[l]
         fan_out = net.units[l + 1]
         out_a = acts + net.act_off[l]
-        out_z = zs + net.z_off[l] if net.z_off[l] >= 0 else out_a
+        kept = NULL
+        if drop != NULL and net.d_off[l] >= 0:
+            kept = <floating *> drop.keep + net.d_off[l]
+        out_z = zs + net.z_off[l] if net.z_off[l] >= 0 else (
+            kept if kept != NULL else out_a)
         if l == 0:
             if src.sparse:
                 _csr_matmul(src, rows, start, n, params + net.coef_off[0],
@@ -292,7 +351,12 @@ cdef void _forward(const Net *net, const Source *src, const Py_ssize_t *rows,
                  <floating> 1, acts + net.act_off[l - 1], <blas_int> fan_in,
                  params + net.coef_off[l], <blas_int> fan_out, <floating> 0,
                  out_z, <blas_int> fan_out)
-        bias_act(net.act[l], out_z, out_a, params + net.icpt_off[l], n, fan_out)
+        if kept != NULL:
+            bias_act(net.act[l], out_z, kept, params + net.icpt_off[l], n, fan_out)
+            dropout(kept, out_a, <floating *> drop.mask + net.d_off[l],
+                    n * fan_out, net.drop[l], &drop.state)
+        else:
+            bias_act(net.act[l], out_z, out_a, params + net.icpt_off[l], n, fan_out)
 
 
 cdef const floating *_rows_of(const floating *M, Py_ssize_t width,
@@ -313,7 +377,7 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
                      floating *grads, floating *xbuf, floating *ybuf,
                      floating *swbuf, floating *acts, floating *zs,
                      floating *d0, floating *d1, double *sw_sum,
-                     bint accumulate) noexcept nogil:
+                     bint accumulate, Dropout *drop) noexcept nogil:
     """Forward, loss and backward for one chunk of rows.
 
     Writes (or with ``accumulate`` adds) X'delta and colsum(delta) of every
@@ -329,6 +393,7 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
     cdef floating *other = d1
     cdef floating *tmp
     cdef floating *a_prev
+    cdef floating *z_prev
     cdef double loss, s = 0.0
     cdef floating beta = 1 if accumulate else 0
 
@@ -348,7 +413,7 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
         s = n
     sw_sum[0] += s
 
-    _forward(net, src, rows, start, n, params, xbuf, acts, zs, &xin, &ldx)
+    _forward(net, src, rows, start, n, params, xbuf, acts, zs, &xin, &ldx, drop)
     loss = loss_delta(net.loss, n, k, acts + net.act_off[L - 1], y, w, delta,
                       net.huber_delta)
 
@@ -375,9 +440,14 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
              <floating> 1, delta, <blas_int> fan_out, params + net.coef_off[l],
              <blas_int> fan_out, <floating> 0, other, <blas_int> fan_in)
         a_prev = acts + net.act_off[l - 1]
-        act_grad(net.act[l - 1],
-                 zs + net.z_off[l - 1] if net.z_off[l - 1] >= 0 else a_prev,
-                 a_prev, other, n * fan_in)
+        z_prev = zs + net.z_off[l - 1] if net.z_off[l - 1] >= 0 else a_prev
+        if drop != NULL and net.d_off[l - 1] >= 0:
+            # through the mask, then f' at the activation before dropout
+            mul(other, <floating *> drop.mask + net.d_off[l - 1], n * fan_in)
+            a_prev = <floating *> drop.keep + net.d_off[l - 1]
+            if net.z_off[l - 1] < 0:
+                z_prev = a_prev
+        act_grad(net.act[l - 1], z_prev, a_prev, other, n * fan_in)
         tmp = delta
         delta = other
         other = tmp
@@ -403,6 +473,19 @@ cdef int _buffers(Workspace ws, floating **xbuf, floating **ybuf,
 # --------------------------------------------------------------------------
 # Entry points (called from Python once per epoch / objective / predict)
 
+cdef int _dropout_state(Layout layout, Workspace ws, long long seed,
+                        Dropout *drop, Dropout **dp) except -1:
+    """Point ``dp`` at ``drop`` when the network has dropout and a seed is
+    given (training); else NULL (no dropout)."""
+    dp[0] = NULL
+    if seed >= 0 and layout.d_size > 0:
+        drop.keep = <void *> <size_t> ws.keep.__array_interface__["data"][0]
+        drop.mask = <void *> <size_t> ws.mask.__array_interface__["data"][0]
+        drop.state = <uint64_t> seed
+        dp[0] = drop
+    return 0
+
+
 def epoch(Layout layout, Workspace ws, Input X,
           const floating[:, ::1] Y,          # IN  targets (n_samples x n_outputs)
           const floating[::1] sw,            # IN  sample weights, or length 0
@@ -414,12 +497,14 @@ def epoch(Layout layout, Workspace ws, Input X,
           floating[::1] state2,              # IN/OUT v (adam)
           int solver, double learning_rate, double momentum, bint nesterov,
           double beta_1, double beta_2, double epsilon, long long adam_t,
-          double alpha, double weight_decay):
+          double alpha, long long dropout_seed):
     """One pass over ``order`` in mini-batches, updating ``params`` in place.
 
-    Returns (sum over batches of batch_loss * batch_rows, adam_t, rows_done,
-    interrupted). ``batch_loss`` is the batch's mean loss plus the L2 term,
-    computed before the batch's update, exactly as scikit-learn reports it.
+    Returns (sum over batches of batch_loss * batch_rows, adam_t). The
+    ``batch_loss`` is the batch's mean loss plus the L2 term, computed before
+    the batch's update, as scikit-learn reports it. With solver ADAMW,
+    ``alpha`` is the decoupled weight decay instead of the L2 term. A pending
+    signal (Ctrl-C) stops the loop at a batch boundary and is raised.
     """
     cdef const Net *net = &layout.net
     cdef const Source *src = &X.src
@@ -428,14 +513,18 @@ def epoch(Layout layout, Workspace ws, Input X,
     cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1
     _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1)
     cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
-    cdef double total = 0.0, batch_loss, sw_sum, lr_t
+    cdef double total = 0.0, batch_loss, sw_sum, lr_t, decay, ss = 0.0
+    cdef double grad_alpha = 0.0 if solver == SOLVER_ADAMW else alpha
     cdef int interrupted = 0
+    cdef Dropout drop
+    cdef Dropout *dp
+    if X.src.itemsize > <Py_ssize_t> sizeof(floating):
+        raise TypeError("a float32 kernel cannot read float64 X")
+    _dropout_state(layout, ws, dropout_seed, &drop, &dp)
     if batch_size > layout.cap or batch_size < 1:
         raise ValueError("batch_size exceeds the workspace")
     if Y.shape[0] != X.n_samples or params.shape[0] != P or grads.shape[0] != P:
         raise ValueError("inconsistent shapes")
-    cdef double grad_alpha = 0.0 if solver == SOLVER_ADAMW else alpha
-    cdef double decay, ss = 0.0
     with nogil:
         if grad_alpha > 0:
             ss = sumsq(&params[0], NC)
@@ -445,7 +534,7 @@ def epoch(Layout layout, Workspace ws, Input X,
             sw_sum = 0.0
             batch_loss = _fwd_bwd(net, src, &order[start], 0, nb, &Y[0, 0], swp,
                                   &params[0], &grads[0], pxbuf, pybuf, pswbuf,
-                                  pacts, pzs, pd0, pd1, &sw_sum, False)
+                                  pacts, pzs, pd0, pd1, &sw_sum, False, dp)
             # the L2 term of the loss uses the weights before this batch's step
             batch_loss = batch_loss / sw_sum + 0.5 * grad_alpha * ss / sw_sum
             decay = 0.0
@@ -456,7 +545,7 @@ def epoch(Layout layout, Workspace ws, Input X,
                 lr_t = (learning_rate * sqrt(1.0 - pow(beta_2, <double> adam_t))
                         / (1.0 - pow(beta_1, <double> adam_t)))
                 if solver == SOLVER_ADAMW:
-                    decay = learning_rate * weight_decay
+                    decay = learning_rate * alpha
             ss = step(0 if solver == SOLVER_SGD else 1, &params[0], &state1[0],
                       &state2[0], &grads[0], NC, P, grad_alpha, sw_sum, lr_t,
                       momentum, nesterov, beta_1, beta_2, epsilon, decay)
@@ -472,7 +561,7 @@ def epoch(Layout layout, Workspace ws, Input X,
                     break
     if interrupted:
         _reraise()
-    return total, adam_t, start
+    return total, adam_t
 
 
 def objective(Layout layout, Workspace ws, Input X,
@@ -480,9 +569,13 @@ def objective(Layout layout, Workspace ws, Input X,
               const floating[::1] sw,        # IN  or length 0
               floating[::1] params,          # IN
               floating[::1] grads,           # OUT gradient of the returned loss
-              double alpha):
+              double alpha, long long dropout_seed=-1):
     """Mean loss over all of X plus 0.5 alpha |W|^2 / sum(sw), and its
-    gradient, computed chunk by chunk (``layout.cap`` rows at a time)."""
+    gradient, computed chunk by chunk (``layout.cap`` rows at a time).
+
+    With ``dropout_seed >= 0`` the training-mode network (dropout masks drawn
+    from that seed, the same masks at every call) is differentiated: that is
+    how the gradient checker checks dropout with a fixed mask."""
     cdef const Net *net = &layout.net
     cdef const Source *src = &X.src
     cdef Py_ssize_t n = X.n_samples, start, nb, cap = layout.cap
@@ -491,6 +584,11 @@ def objective(Layout layout, Workspace ws, Input X,
     _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1)
     cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
     cdef double loss = 0.0, sw_sum = 0.0
+    cdef Dropout drop
+    cdef Dropout *dp
+    if X.src.itemsize > <Py_ssize_t> sizeof(floating):
+        raise TypeError("a float32 kernel cannot read float64 X")
+    _dropout_state(layout, ws, dropout_seed, &drop, &dp)
     if Y.shape[0] != n or params.shape[0] != P or grads.shape[0] != P:
         raise ValueError("inconsistent shapes")
     with nogil:
@@ -500,7 +598,7 @@ def objective(Layout layout, Workspace ws, Input X,
             nb = min(cap, n - start)
             loss += _fwd_bwd(net, src, NULL, start, nb, &Y[0, 0], swp, &params[0],
                              &grads[0], pxbuf, pybuf, pswbuf, pacts, pzs, pd0,
-                             pd1, &sw_sum, True)
+                             pd1, &sw_sum, True, dp)
             start += nb
         loss = loss / sw_sum + 0.5 * alpha * sumsq(&params[0], NC) / sw_sum
         finish_grad(&grads[0], &params[0], NC, P, alpha, sw_sum)
@@ -509,9 +607,13 @@ def objective(Layout layout, Workspace ws, Input X,
 
 def predict(Layout layout, Workspace ws, Input X,
             const floating[::1] params,      # IN
-            const Py_ssize_t[::1] rows,      # IN  rows of X to predict, or length 0 for all
-            floating[:, ::1] out):           # OUT (n_rows x n_outputs)
-    """Output layer of the network for rows of X, ``layout.cap`` rows at a time."""
+            const Py_ssize_t[::1] rows,      # IN  rows of X, or length 0 for all
+            floating[:, ::1] out,            # OUT (n_rows x n_outputs)
+            const floating[:, ::1] Y=None,   # IN  targets of those rows, optional
+            const floating[::1] sw=None):    # IN  their weights, optional
+    """Output layer of the network for rows of X, ``layout.cap`` rows at a
+    time. With ``Y`` (rows aligned with ``out``), also returns the mean loss
+    of those rows (weighted by ``sw``; no L2 term); else returns None."""
     cdef const Net *net = &layout.net
     cdef const Source *src = &X.src
     cdef Py_ssize_t L = net.n_layers, k = net.units[L]
@@ -521,18 +623,46 @@ def predict(Layout layout, Workspace ws, Input X,
     _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1)
     cdef const floating *xin
     cdef const Py_ssize_t *rp = &rows[0] if rows.shape[0] > 0 else NULL
+    cdef bint with_loss = Y is not None
+    cdef const floating *yp = NULL
+    cdef const floating *swp = NULL
+    cdef double loss = 0.0, sw_sum = 0.0
+    cdef Py_ssize_t r
+    if X.src.itemsize > <Py_ssize_t> sizeof(floating):
+        raise TypeError("a float32 kernel cannot read float64 X")
     if out.shape[0] != n or out.shape[1] != k or params.shape[0] != layout.n_params:
         raise ValueError("inconsistent shapes")
+    if with_loss:
+        if Y.shape[0] != n or Y.shape[1] != k:
+            raise ValueError("inconsistent shapes")
+        yp = &Y[0, 0]
+        if sw is not None and sw.shape[0] > 0:
+            if sw.shape[0] != n:
+                raise ValueError("inconsistent shapes")
+            swp = &sw[0]
     with nogil:
         start = 0
         while start < n:
             nb = min(cap, n - start)
             _forward(net, src, rp + start if rp != NULL else NULL,
                      start if rp == NULL else 0, nb, &params[0], pxbuf,
-                     pacts, pzs, &xin, &ldx)
+                     pacts, pzs, &xin, &ldx, NULL)
             memcpy(&out[start, 0], pacts + net.act_off[L - 1],
                    nb * k * sizeof(floating))
+            if with_loss:
+                loss += loss_only(net.loss, nb, k, &out[start, 0], yp + start * k,
+                                  swp + start if swp != NULL else NULL,
+                                  net.huber_delta)
             start += nb
+        if with_loss:
+            if swp != NULL:
+                for r in range(n):
+                    sw_sum += swp[r]
+            else:
+                sw_sum = n
+    if with_loss:
+        return loss / sw_sum
+    return None
 
 
 def all_finite_params(const floating[::1] params):

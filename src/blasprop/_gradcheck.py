@@ -23,8 +23,11 @@ def _objective_parts(est, X, y, sample_weight):
     return X, Y, sample_weight
 
 
-def _objective(est, X, Y, sw, params, dtype):
-    """Training loss (with the L2 term) and its backprop gradient at params."""
+def _objective(est, X, Y, sw, params, dtype, dropout_seed=0):
+    """Training loss (with the L2 term) and its backprop gradient at params.
+
+    With dropout, the training-mode network with the masks drawn from
+    ``dropout_seed`` (the same masks at every call)."""
     X = X.astype(dtype, copy=False)
     net = est._network(X.shape[0], dtype)
     X_in = _core.Input(X)
@@ -33,7 +36,8 @@ def _objective(est, X, Y, sw, params, dtype):
     sw = np.empty(0, dtype) if sw is None else np.ascontiguousarray(sw, dtype=dtype)
     p = np.ascontiguousarray(params, dtype=dtype)
     g = np.empty_like(p)
-    loss = _core.objective(net.layout, ws, X_in, Y, sw, p, g, float(est.alpha))
+    loss = _core.objective(net.layout, ws, X_in, Y, sw, p, g, float(est.alpha),
+                           dropout_seed if net.has_dropout else -1)
     return loss, g, net
 
 

@@ -274,11 +274,14 @@ def _decode_labels(spec, what):
         check(lambda v: info.min <= v <= info.max, f"within the range of {dtype}")
     elif kind == "f" and dtype.itemsize in (2, 4, 8):
         values = [_dec_float(v, what) for v in values]
-    elif kind == "U":
-        check(lambda v: isinstance(v, str) and len(v) <= dtype.itemsize // 4, f"a string fitting {dtype}")
-    elif kind == "S":
-        check(lambda v: isinstance(v, str) and len(v) <= dtype.itemsize, f"a string fitting {dtype}")
-        values = [v.encode("latin-1") for v in values]
+    elif kind in "US":
+        width = 4 if kind == "U" else 1
+        check(lambda v: isinstance(v, str) and len(v) * width <= dtype.itemsize, f"a string fitting {dtype}")
+        longest = max((len(v) for v in values), default=0)
+        if dtype.itemsize > width * (longest + 1024):  # never allocate far more than the JSON holds
+            raise ValueError(f"{what}.dtype {dtype_str!r} is far wider than its values")
+        if kind == "S":
+            values = [v.encode("latin-1") for v in values]
     else:
         raise ValueError(f"{what}.dtype {dtype_str!r} is not allowed")
     return np.array(values, dtype=dtype).reshape(len(values))

@@ -546,7 +546,9 @@ def build_parser():
     p = sub.add_parser("train", help="train a model on a CSV/Parquet file (default: the digits data)")
     p.add_argument("data", nargs="?", help="CSV with a header row, or Parquet (default: sklearn's digits)")
     p.add_argument("--target", metavar="COL", help="target column (default: the last column)")
-    p.add_argument("--task", choices=("auto", "classify", "regress"), default="auto")
+    p.add_argument("--task", choices=("auto", "classify", "regress"), default="auto",
+                   help="auto (default): classify when the target is text or has at most "
+                        f"{_MAX_CLASSES_AUTO} distinct integer values, else regress")
     p.add_argument("--hidden", default="64", metavar="SIZES", help="hidden layer sizes, e.g. 64,64 (default: 64)")
     p.add_argument("--activation", default="relu", metavar="NAME",
                    help="hidden activation: relu (default), identity, logistic, tanh, leaky_relu, "
@@ -594,6 +596,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # e.g. `blasprop predict ... | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except (CLIError, ValueError, OSError, ImportError, MemoryError) as exc:
         print(f"blasprop: error: {_message(exc)}", file=sys.stderr)
         return EXIT_ERROR
