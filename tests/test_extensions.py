@@ -156,3 +156,109 @@ def test_sigint_stops_fit_and_leaves_a_usable_model():
     assert n_iter < 10000
     assert float(out.split("accuracy:")[1].split()[0]) > 0.75  # chance is 0.5
     assert "finite: True" in out
+
+
+def test_dropout_is_reproducible_and_off_at_predict():
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(300, 6), rng.randint(3, size=300)
+    kw = dict(hidden_layer_sizes=(20, 10), max_iter=5, random_state=0)
+    a = MLPClassifier(dropout=0.3, **kw).fit(X, y)
+    b = MLPClassifier(dropout=0.3, **kw).fit(X, y)
+    for ca, cb in zip(a.coefs_, b.coefs_):
+        np.testing.assert_array_equal(ca, cb)
+    # dropout changes training ...
+    plain = MLPClassifier(**kw).fit(X, y)
+    assert not np.allclose(plain.coefs_[0], a.coefs_[0])
+    # ... but never prediction: the output is the plain forward pass
+    from ._reference import forward
+
+    np.testing.assert_allclose(a.predict_proba(X), forward(a, X), rtol=1e-12)
+    np.testing.assert_array_equal(a.predict_proba(X), a.predict_proba(X))
+
+
+def test_dropout_rate_zero_in_a_list_keeps_sklearn_stream():
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(120, 5), rng.randint(2, size=120)
+    kw = dict(hidden_layer_sizes=(8, 4), max_iter=8, random_state=0)
+    ref = SkMLPClassifier(**kw).fit(X, y)
+    ours = MLPClassifier(dropout=[0.0, 0.0], **kw).fit(X, y)
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-9)
+
+
+def test_dropout_refused_with_lbfgs_and_bad_rates():
+    X, y = np.random.RandomState(0).randn(20, 3), np.arange(20) % 2
+    with pytest.raises(ValueError, match="lbfgs"):
+        MLPClassifier(solver="lbfgs", dropout=0.2).fit(X, y)
+    with pytest.raises(ValueError, match="one per hidden layer"):
+        MLPClassifier(hidden_layer_sizes=(3, 3), dropout=[0.1]).fit(X, y)
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError):
+        MLPClassifier(dropout=1.0).fit(X, y)
+
+
+def test_validation_loss_curve_tracks_validation_set():
+    rng = np.random.RandomState(0)
+    X = rng.randn(400, 5)
+    y = X @ rng.randn(5) + 0.1 * rng.randn(400)
+    reg = MLPRegressor(hidden_layer_sizes=(10,), early_stopping=True, max_iter=30,
+                       random_state=0, tol=0, n_iter_no_change=100).fit(X, y)
+    assert len(reg.validation_loss_curve_) == len(reg.validation_scores_) == reg.n_iter_
+    # recompute the last epoch's validation loss from the split sklearn makes
+    from sklearn.model_selection import train_test_split
+
+    rng2 = np.random.RandomState(0)
+    rng2.uniform(size=5 * 10 + 10 + 10 * 1 + 1)  # the initial weights' draws
+    _, val = train_test_split(np.arange(400), random_state=rng2, test_size=0.1)
+    assert reg.validation_loss_curve_[-1] < reg.validation_loss_curve_[0]
+    assert MLPRegressor(max_iter=2).fit(X, y).validation_loss_curve_ is None
+    # the restored model is the one with the best validation score (r2), i.e.
+    # the smallest validation loss; its half mean squared error is that loss
+    half_mse = 0.5 * np.mean((reg.predict(X[val]) - y[val]) ** 2)
+    np.testing.assert_allclose(half_mse, min(reg.validation_loss_curve_), rtol=1e-9)
+
+
+PROGRESS_SCRIPT = textwrap.dedent("""
+    import numpy as np
+    from blasprop import MLPClassifier
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(200, 4), rng.randint(2, size=200)
+    MLPClassifier(hidden_layer_sizes=(5,), max_iter=7, verbose=True, tol=0,
+                  early_stopping=True, random_state=0).fit(X, y)
+""")
+
+
+def test_verbose_progress_bar_on_a_terminal():
+    pty = pytest.importorskip("pty")
+    import os
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-W", "ignore", "-c", PROGRESS_SCRIPT],
+                            stdout=slave, stderr=subprocess.DEVNULL)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(master)
+    out = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    assert out.count("\r") >= 7  # one redraw per epoch
+    assert "epoch 7/7" in out and "ETA" in out and "val " in out
+    assert "Iteration 1" not in out  # the bar replaces sklearn's lines on a TTY
+
+
+def test_verbose_plain_lines_when_not_a_terminal(capsys):
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(100, 4), rng.randint(2, size=100)
+    MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, verbose=True, tol=0,
+                  early_stopping=True, random_state=0).fit(X, y)
+    out = capsys.readouterr().out
+    assert out.count("Iteration ") == 3 and out.count("Validation score: ") == 3
+    assert "\r" not in out

@@ -23,6 +23,7 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _core
+from ._progress import EpochReporter
 from ._activations import (
     HIDDEN_ACTIVATIONS,
     OUTPUT_ACTIVATIONS,
@@ -65,18 +66,20 @@ class _Optimizer:
                 float(self.learning_rate_init) / (time_step + 1) ** self.power_t
             )
 
-    def trigger_stopping(self, msg, verbose):
+    def trigger_stopping(self, msg, reporter):
+        """Whether to stop; the 'adaptive' schedule first divides the
+        learning rate by 5 until it is below 1e-6."""
         if self.lr_schedule != "adaptive":
-            if verbose:
-                print(msg + " Stopping.")
+            if reporter:
+                reporter.message(msg + " Stopping.")
             return True
         if self.learning_rate <= 1e-6:
-            if verbose:
-                print(msg + " Learning rate too small. Stopping.")
+            if reporter:
+                reporter.message(msg + " Learning rate too small. Stopping.")
             return True
         self.learning_rate /= 5.0
-        if verbose:
-            print(msg + " Setting learning rate to %f" % self.learning_rate)
+        if reporter:
+            reporter.message(msg + " Setting learning rate to %f" % self.learning_rate)
         return False
 
 
@@ -421,6 +424,7 @@ class BaseMLP(BaseEstimator, ABC):
         sample_idx = np.arange(n_samples)
         callbacks = list(self.callbacks) if self.callbacks else []
         start_time = time.perf_counter()
+        reporter = EpochReporter(self.max_iter) if self.verbose else None
         try:
             self.n_iter_ = 0
             for it in range(self.max_iter):
@@ -444,8 +448,6 @@ class BaseMLP(BaseEstimator, ABC):
                 self.loss_ = total / n_samples
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
 
                 if not np.isfinite(self.loss_) and not _core.all_finite_params(params):
                     break  # diverged: _fit raises scikit-learn's error
@@ -453,6 +455,11 @@ class BaseMLP(BaseEstimator, ABC):
                     self._update_validation(X_in, val_idx, Y_val, y_val, sw_val)
                 else:
                     self._update_training_loss()
+                if reporter:
+                    reporter.epoch(
+                        self.n_iter_, self.loss_,
+                        self.validation_scores_[-1] if early_stopping else None,
+                    )
                 opt.iteration_ends(self.t_)
 
                 stop = False
@@ -469,7 +476,7 @@ class BaseMLP(BaseEstimator, ABC):
                             " for %d consecutive epochs."
                             % (self.tol, self.n_iter_no_change)
                         )
-                    stop = opt.trigger_stopping(msg, self.verbose)
+                    stop = opt.trigger_stopping(msg, reporter)
                     if not stop:
                         self._no_improvement_count = 0
                 if self._run_callbacks(callbacks, start_time):
@@ -487,6 +494,9 @@ class BaseMLP(BaseEstimator, ABC):
                     )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
+        finally:
+            if reporter:
+                reporter.close()
 
         if early_stopping:
             self.coefs_ = self._best_coefs
@@ -516,8 +526,6 @@ class BaseMLP(BaseEstimator, ABC):
         self.validation_scores_.append(val_score)
         if getattr(self, "validation_loss_curve_", None) is not None:
             self.validation_loss_curve_.append(val_loss)
-        if self.verbose:
-            print("Validation score: %f" % self.validation_scores_[-1])
         last = self.validation_scores_[-1]
         if last < (self.best_validation_score_ + self.tol):
             self._no_improvement_count += 1

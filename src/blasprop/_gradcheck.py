@@ -28,7 +28,8 @@ def _objective(est, X, Y, sw, params, dtype, dropout_seed=0):
 
     With dropout, the training-mode network with the masks drawn from
     ``dropout_seed`` (the same masks at every call)."""
-    X = X.astype(dtype, copy=False)
+    if X.dtype.itemsize > np.dtype(dtype).itemsize:
+        X = X.astype(dtype)  # a float32 kernel cannot read float64 rows
     net = est._network(X.shape[0], dtype)
     X_in = _core.Input(X)
     ws = net.workspace(dtype, X_in.sparse)
@@ -108,15 +109,14 @@ def check_gradients(estimator, X, y, sample_weight=None, *, eps=1e-6,
         ]
 
     errors = np.empty(len(layers))
-    X64 = X.astype(np.float64)
     for li, idx in enumerate(layers):
         numeric = np.empty(len(idx))
         for j, p in enumerate(idx):
             old = params[p]
             params[p] = old + eps
-            plus = _objective(est, X64, Y, sw, params, np.float64)[0]
+            plus = _objective(est, X, Y, sw, params, np.float64)[0]
             params[p] = old - eps
-            minus = _objective(est, X64, Y, sw, params, np.float64)[0]
+            minus = _objective(est, X, Y, sw, params, np.float64)[0]
             params[p] = old
             numeric[j] = (plus - minus) / (2 * eps)
         scale = max(np.max(np.abs(numeric)), np.finfo(np.float64).tiny)
