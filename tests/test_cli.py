@@ -174,7 +174,8 @@ def runs(tmp_path_factory):
     _write_inputs(d)
     first = {name: ERROR_CASES[name][0] for name in SUBPROCESS_ERROR_CASES}
     first["digits"] = ["train", "--random-state", "0"]  # run in d/digits, see below
-    first["cls"] = ["train", "cls.csv", "--hidden", "16", "--random-state", "0", "--out", "cls.bpm"]
+    first["cls"] = ["train", "cls.csv", "--hidden", "16", "--random-state", "0", "--dtype", "float32",
+                    "--out", "cls.bpm"]
     first["reg"] = ["train", "reg.csv", "--target", "price", "--hidden", "32",
                     "--random-state", "0", "--out", "reg.bpm"]
     digits_args = first.pop("digits")
@@ -258,7 +259,9 @@ def test_string_labels_and_proba_to_file(runs):
     assert rows[0] == ["proba_ant", "proba_bee", "proba_cat"]
     got = np.array([[float(v) for v in row] for row in rows[1:]])
     X, _ = _classification_table(50, 1)
-    expected = blasprop.load(d / "cls.bpm").predict_proba(X)
+    model = blasprop.load(d / "cls.bpm")
+    assert model.coefs_[0].dtype == np.float32
+    expected = model.predict_proba(X)
     np.testing.assert_array_equal(got, expected)  # repr of floats round-trips exactly
 
 

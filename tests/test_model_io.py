@@ -63,7 +63,9 @@ def _assert_same_fitted(a, b):
         "best_loss_", "best_validation_score_", "n_features_in_",
     ):
         assert getattr(a, attr, "absent") == getattr(b, attr, "absent"), attr
-    for attr in ("loss_curve_", "validation_scores_"):
+    public = lambda est: {k for k in vars(est) if k.endswith("_") and not k.startswith("_")}  # noqa: E731
+    assert public(b) == public(a)  # no fitted attribute is lost
+    for attr in ("loss_curve_", "validation_scores_", "validation_loss_curve_"):
         va, vb = getattr(a, attr, "absent"), getattr(b, attr, "absent")
         if isinstance(va, str) or va is None:
             assert vb == va, attr
@@ -452,6 +454,8 @@ def _set_nan(header, data):
         (lambda h, d: h["classes"]["values"].pop(), "classes"),
         (lambda h, d: h["classes"].update(dtype="|O", element="pickle"), "element"),
         (lambda h, d: h["classes"].update(dtype="V100000000"), "dtype"),
+        (lambda h, d: h["classes"].update(dtype="<U100000000"), "wider"),
+        (lambda h, d: h["classes"].update(dtype="<U2"), "fitting"),
         (lambda h, d: h.update(estimator={"module": "os", "class": "system"}), "os.system"),
         (lambda h, d: h["params"].update(activation="rm -rf"), "activation"),
         (lambda h, d: h["params"].update(not_a_param=1), "not_a_param"),

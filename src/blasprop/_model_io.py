@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import struct
-import tempfile
 import zlib
 from numbers import Integral, Real
 from pathlib import Path
@@ -68,7 +68,7 @@ _SCALAR_ATTRS = (
     ("best_validation_score_", "float"),
     ("_no_improvement_count", "int"),
 )
-_LIST_ATTRS = ("loss_curve_", "validation_scores_")  # stored as float64 arrays
+_LIST_ATTRS = ("loss_curve_", "validation_scores_", "validation_loss_curve_")  # float64 arrays
 _OUT_ACTIVATIONS = {"identity", "logistic", "softmax", "exp"}
 _LABEL_TYPES = {"binary", "multiclass", "multilabel-indicator"}
 
@@ -436,9 +436,12 @@ def save(estimator, path, *, metadata=None):
         raise ValueError("model header is larger than the 64 MiB limit")
 
     path = Path(os.fspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    # a fresh name next to the target (so the rename is atomic); "x" mode
+    # never overwrites and, unlike mkstemp, respects the umask
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    f = open(tmp, "xb")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with f:
             f.write(_HEADER.pack(MAGIC, FORMAT_VERSION, zlib.crc32(json_bytes), len(json_bytes), data_len))
             f.write(json_bytes)
             f.write(b"\0" * (_align(_HEADER.size + len(json_bytes)) - _HEADER.size - len(json_bytes)))
