@@ -85,6 +85,7 @@ ERROR_CASES = {
     "train_missing_value": (["train", "holes.csv"], "column 'b' has a missing value at line 3"),
     "train_missing_target": (["train", "cls.csv", "--target", "nope"], "no column 'nope'"),
     "train_regress_strings": (["train", "cls.csv", "--task", "regress"], "not numeric"),
+    "train_classify_floats": (["train", "reg.csv", "--task", "classify"], "non-integer"),
     "train_bad_hidden": (["train", "cls.csv", "--hidden", "4,x"], "--hidden"),
     "train_bad_activation": (["train", "cls.csv", "--activation", "swish", "--epochs", "2"], "activation"),
     "train_bad_test_size": (["train", "cls.csv", "--test-size", "1.5"], "--test-size"),

@@ -178,12 +178,14 @@ def decide_task(y, task):
     from sklearn.utils.multiclass import type_of_target
 
     numeric = y.dtype.kind in "biuf"
+    kind = type_of_target(y)
     if task == "auto":
-        kind = type_of_target(y)
         few = kind == "multiclass" and len(np.unique(y)) <= _MAX_CLASSES_AUTO
         task = "classify" if (not numeric or kind == "binary" or few) else "regress"
     if task == "regress" and not numeric:
         raise CLIError("the target is not numeric, so it cannot be regressed; use --task classify")
+    if task == "classify" and kind.startswith("continuous"):
+        raise CLIError("the target has non-integer numbers, so it cannot be classified; use --task regress")
     return task
 
 
