@@ -6,6 +6,55 @@
  * There is deliberately no include guard.
  */
 
+/* x = f(x) in place for one row; one pointer, so every loop vectorises
+ * (the libm calls of tanh, elu, gelu, softplus excepted). */
+static void S(bp_act_inplace)(int act, REAL *x, ptrdiff_t cols)
+{
+    ptrdiff_t j;
+    switch (act) {
+    case BP_LOGISTIC:
+        for (j = 0; j < cols; ++j) x[j] = (REAL)1 / ((REAL)1 + FAST_EXP(-x[j]));
+        break;
+    case BP_TANH:
+        for (j = 0; j < cols; ++j) x[j] = MATH(tanh)(x[j]);
+        break;
+    case BP_RELU:
+        for (j = 0; j < cols; ++j) x[j] = x[j] > 0 ? x[j] : (REAL)0;
+        break;
+    case BP_LEAKY_RELU:
+        for (j = 0; j < cols; ++j) x[j] = x[j] > 0 ? x[j] : (REAL)0.01 * x[j];
+        break;
+    case BP_ELU:
+        for (j = 0; j < cols; ++j) x[j] = x[j] > 0 ? x[j] : MATH(expm1)(x[j]);
+        break;
+    case BP_GELU:
+        for (j = 0; j < cols; ++j)
+            x[j] = (REAL)0.5 * x[j] * ((REAL)1 + MATH(erf)(x[j] * (REAL)BP_SQRT1_2));
+        break;
+    case BP_SILU:
+        for (j = 0; j < cols; ++j) x[j] = x[j] / ((REAL)1 + FAST_EXP(-x[j]));
+        break;
+    case BP_SOFTPLUS:
+        /* log(1 + e^x) without overflow */
+        for (j = 0; j < cols; ++j)
+            x[j] = (x[j] > 0 ? x[j] : (REAL)0) + MATH(log1p)(MATH(exp)(-MATH(fabs)(x[j])));
+        break;
+    case BP_EXP:
+        for (j = 0; j < cols; ++j) x[j] = MATH(exp)(x[j]);
+        break;
+    case BP_SOFTMAX: {
+        REAL mx = x[0], s = 0;
+        for (j = 1; j < cols; ++j) mx = x[j] > mx ? x[j] : mx;
+        for (j = 0; j < cols; ++j) x[j] = FAST_EXP(x[j] - mx);
+        for (j = 0; j < cols; ++j) s += x[j];
+        for (j = 0; j < cols; ++j) x[j] /= s;
+        break;
+    }
+    default: /* identity */
+        break;
+    }
+}
+
 void S(bp_bias_act)(int act, REAL *z, REAL *a, const REAL *b,
                     ptrdiff_t rows, ptrdiff_t cols)
 {
@@ -13,77 +62,14 @@ void S(bp_bias_act)(int act, REAL *z, REAL *a, const REAL *b,
     for (i = 0; i < rows; ++i) {
         REAL *zr = z + i * cols;
         REAL *ar = a + i * cols;
-        switch (act) {
-        case BP_IDENTITY:
-            for (j = 0; j < cols; ++j) ar[j] = zr[j] + b[j];
-            break;
-        case BP_LOGISTIC:
-            for (j = 0; j < cols; ++j) {
-                REAL t = zr[j] + b[j];
-                ar[j] = (REAL)1 / ((REAL)1 + MATH(exp)(-t));
-            }
-            break;
-        case BP_TANH:
-            for (j = 0; j < cols; ++j) ar[j] = MATH(tanh)(zr[j] + b[j]);
-            break;
-        case BP_RELU:
-            for (j = 0; j < cols; ++j) {
-                REAL t = zr[j] + b[j];
-                ar[j] = t > 0 ? t : (REAL)0;
-            }
-            break;
-        case BP_LEAKY_RELU:
-            for (j = 0; j < cols; ++j) {
-                REAL t = zr[j] + b[j];
-                ar[j] = t > 0 ? t : (REAL)0.01 * t;
-            }
-            break;
-        case BP_ELU:
-            for (j = 0; j < cols; ++j) {
-                REAL t = zr[j] + b[j];
-                ar[j] = t > 0 ? t : MATH(expm1)(t);
-            }
-            break;
-        case BP_GELU:
-            for (j = 0; j < cols; ++j) {
-                REAL t = zr[j] + b[j];
-                zr[j] = t;
-                ar[j] = (REAL)0.5 * t * ((REAL)1 + MATH(erf)(t * (REAL)BP_SQRT1_2));
-            }
-            break;
-        case BP_SILU:
-            for (j = 0; j < cols; ++j) {
-                REAL t = zr[j] + b[j];
-                zr[j] = t;
-                ar[j] = t / ((REAL)1 + MATH(exp)(-t));
-            }
-            break;
-        case BP_SOFTPLUS:
-            for (j = 0; j < cols; ++j) {
-                REAL t = zr[j] + b[j];
-                /* log(1 + e^t) without overflow */
-                ar[j] = (t > 0 ? t : (REAL)0) + MATH(log1p)(MATH(exp)(-MATH(fabs)(t)));
-            }
-            break;
-        case BP_EXP:
-            for (j = 0; j < cols; ++j) ar[j] = MATH(exp)(zr[j] + b[j]);
-            break;
-        case BP_SOFTMAX: {
-            REAL mx, s;
-            for (j = 0; j < cols; ++j) ar[j] = zr[j] + b[j];
-            mx = ar[0];
-            for (j = 1; j < cols; ++j) mx = ar[j] > mx ? ar[j] : mx;
-            s = 0;
-            for (j = 0; j < cols; ++j) {
-                ar[j] = MATH(exp)(ar[j] - mx);
-                s += ar[j];
-            }
-            for (j = 0; j < cols; ++j) ar[j] /= s;
-            break;
+        if (zr == ar) {
+            for (j = 0; j < cols; ++j) ar[j] += b[j];
+        } else {
+            /* z keeps z + b for the backward pass of gelu and silu */
+            for (j = 0; j < cols; ++j) zr[j] += b[j];
+            memcpy(ar, zr, (size_t)cols * sizeof(REAL));
         }
-        default:
-            break;
-        }
+        S(bp_act_inplace)(act, ar, cols);
     }
 }
 
@@ -231,37 +217,53 @@ void S(bp_finish_grad)(REAL *g, const REAL *p, ptrdiff_t n_coef, ptrdiff_t n,
 
 double S(bp_sumsq)(const REAL *x, ptrdiff_t n)
 {
-    double s = 0.0;
+    /* four partial sums: one accumulator would wait on the latency of each
+     * addition (the loop runs over every weight once per batch) */
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
     ptrdiff_t i;
-    for (i = 0; i < n; ++i) s += (double)x[i] * (double)x[i];
-    return s;
+    for (i = 0; i + 4 <= n; i += 4) {
+        s0 += (double)x[i] * (double)x[i];
+        s1 += (double)x[i + 1] * (double)x[i + 1];
+        s2 += (double)x[i + 2] * (double)x[i + 2];
+        s3 += (double)x[i + 3] * (double)x[i + 3];
+    }
+    for (; i < n; ++i) s0 += (double)x[i] * (double)x[i];
+    return (s0 + s1) + (s2 + s3);
 }
 
-/* Update of p[lo:hi]; `adam` and `coef` are constants at each call site so
- * the compiler emits four branch-free loops. */
-static inline double S(bp_step_range)(int adam, int coef, REAL *p, REAL *s1,
+/* Update of p[lo:hi]; `adam`, `coef` and `scaled` are constants at each call
+ * site so the compiler emits branch-free loops. `scaled` is 0 when the
+ * batch's weight sum is exactly 1 (batch size 1 without weights): x / 1 == x,
+ * and skipping the division is most of the step's cost there. */
+double S(bp_sumsq)(const REAL *x, ptrdiff_t n);
+
+static inline double S(bp_step_range)(int adam, int coef, int scaled, REAL *p, REAL *s1,
                                       REAL *s2, const REAL *g, ptrdiff_t lo,
                                       ptrdiff_t hi, REAL al, REAL sc, REAL eta,
                                       REAL mu, int nesterov, REAL b1, REAL c1,
                                       REAL b2, REAL c2, REAL ep, REAL keep)
 {
-    double ss = 0.0;
     ptrdiff_t i;
     for (i = lo; i < hi; ++i) {
         /* same order of operations as scikit-learn: (A'delta + alpha W) / n */
-        const REAL gi = coef ? (g[i] + al * p[i]) / sc : g[i] / sc;
+        REAL gi = coef ? g[i] + al * p[i] : g[i];
+        if (scaled) gi /= sc;
         if (adam) {
             if (coef) p[i] *= keep;
             s1[i] = b1 * s1[i] + c1 * gi;
             s2[i] = b2 * s2[i] + c2 * (gi * gi);
             p[i] += -eta * s1[i] / (MATH(sqrt)(s2[i]) + ep);
+        } else if (nesterov < 0) {
+            /* momentum 0: sklearn's update is 0 * v - lr g = -(lr g) either
+             * way, and the velocity is never read again */
+            p[i] += -(eta * gi);
         } else {
             s1[i] = mu * s1[i] - eta * gi;
             p[i] += nesterov ? mu * s1[i] - eta * gi : s1[i];
         }
-        if (coef) ss += (double)p[i] * (double)p[i];
     }
-    return ss;
+    /* the next batch's L2 term; the weights are still in cache */
+    return coef ? S(bp_sumsq)(p + lo, hi - lo) : 0.0;
 }
 
 double S(bp_step)(int solver, REAL *p, REAL *s1, REAL *s2, REAL *g,
@@ -277,18 +279,25 @@ double S(bp_step)(int solver, REAL *p, REAL *s1, REAL *s2, REAL *g,
     const REAL mu = (REAL)momentum, ep = (REAL)eps, keep = (REAL)(1.0 - decay);
     const REAL b1 = (REAL)beta_1, c1 = (REAL)(1.0 - beta_1);
     const REAL b2 = (REAL)beta_2, c2 = (REAL)(1.0 - beta_2);
-    double ss;
-    if (solver == 0) {
-        ss = S(bp_step_range)(0, 1, p, s1, s2, g, 0, n_coef, al, sc, eta, mu,
-                              nesterov, b1, c1, b2, c2, ep, keep);
-        S(bp_step_range)(0, 0, p, s1, s2, g, n_coef, n, al, sc, eta, mu,
-                         nesterov, b1, c1, b2, c2, ep, keep);
+    double ss = 0.0;
+    if (solver == 0 && momentum == 0.0) nesterov = -1; /* plain SGD */
+#define BP_STEP(ADAM, COEF, SCALED, LO, HI)                                     \
+    S(bp_step_range)(ADAM, COEF, SCALED, p, s1, s2, g, LO, HI, al, sc, eta, mu, \
+                     nesterov, b1, c1, b2, c2, ep, keep)
+    if (solver == 0 && sw_sum == 1.0) {
+        ss = BP_STEP(0, 1, 0, 0, n_coef);
+        BP_STEP(0, 0, 0, n_coef, n);
+    } else if (solver == 0) {
+        ss = BP_STEP(0, 1, 1, 0, n_coef);
+        BP_STEP(0, 0, 1, n_coef, n);
+    } else if (sw_sum == 1.0) {
+        ss = BP_STEP(1, 1, 0, 0, n_coef);
+        BP_STEP(1, 0, 0, n_coef, n);
     } else {
-        ss = S(bp_step_range)(1, 1, p, s1, s2, g, 0, n_coef, al, sc, eta, mu,
-                              nesterov, b1, c1, b2, c2, ep, keep);
-        S(bp_step_range)(1, 0, p, s1, s2, g, n_coef, n, al, sc, eta, mu,
-                         nesterov, b1, c1, b2, c2, ep, keep);
+        ss = BP_STEP(1, 1, 1, 0, n_coef);
+        BP_STEP(1, 0, 1, n_coef, n);
     }
+#undef BP_STEP
     return ss;
 }
 

@@ -15,14 +15,23 @@ DTYPES = [(np.float64, 1e-12), (np.float32, 1e-5)]
 @pytest.mark.parametrize("dtype,rtol", DTYPES)
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
-@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (1, 7, 3), (5, 1, 4), (13, 9, 1), (33, 17, 65)])
-def test_gemm_matches_numpy(dtype, rtol, trans_a, trans_b, m, n, k):
+@pytest.mark.parametrize("beta", [0.0, 1.0, 2.0])
+@pytest.mark.parametrize(
+    "m,n,k",
+    # vector shapes take the gemv / ger paths of the gateway
+    [(1, 1, 1), (1, 7, 3), (5, 1, 4), (13, 9, 1), (1, 9, 1), (7, 1, 1), (33, 17, 65)],
+)
+def test_gemm_matches_numpy(dtype, rtol, trans_a, trans_b, m, n, k, beta):
     rng = np.random.RandomState(m * 100 + n * 10 + k)
     A = rng.randn(*((k, m) if trans_a else (m, k))).astype(dtype)
     B = rng.randn(*((n, k) if trans_b else (k, n))).astype(dtype)
     C = rng.randn(m, n).astype(dtype)
-    expected = 0.5 * ((A.T if trans_a else A) @ (B.T if trans_b else B)) + 2.0 * C
-    gemm_memview(trans_a, trans_b, 0.5, A, B, 2.0, C)
+    if beta == 0:
+        C[:] = np.nan  # beta = 0 must overwrite, not multiply, what is there
+    expected = 0.5 * ((A.T if trans_a else A) @ (B.T if trans_b else B))
+    if beta != 0:
+        expected += beta * C
+    gemm_memview(trans_a, trans_b, 0.5, A, B, beta, C)
     np.testing.assert_allclose(C, expected, rtol=rtol, atol=rtol)
 
 

@@ -6,8 +6,14 @@ C = op(A) op(B) is computed as the column-major product Cᵀ = op(B)ᵀ op(A)ᵀ
 the call passes B before A and exchanges m and n. Leading dimensions are the
 stored row lengths. No BLAS library is linked: SciPy resolves the routines
 when this module is imported.
+
+Products with a vector shape go to level-2 BLAS, where gemm would spend
+more time packing its operands than multiplying (one row at batch size 1,
+one output unit, or an outer product of one row): gemv for m == 1 or n == 1,
+ger for k == 1.
 """
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from libc.string cimport memset
+from scipy.linalg.cython_blas cimport dgemm, sgemm, dgemv, sgemv, dger, sger
 
 
 cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
@@ -17,6 +23,60 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
     """C (m x n) = alpha op(A) op(B) + beta C, all row-major."""
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
+    cdef char t = b'T', nt = b'N'
+    cdef blas_int inc_a, inc_b, one = 1, i, j
+    if m == 1:
+        # the row c = alpha a op(B) + beta c, a = the row of op(A)
+        inc_a = lda if trans_a else 1
+        if floating is double:
+            if trans_b:
+                dgemv(&t, &k, &n, &alpha, <double *> B, &ldb, <double *> A, &inc_a,
+                      &beta, C, &one)
+            else:
+                dgemv(&nt, &n, &k, &alpha, <double *> B, &ldb, <double *> A, &inc_a,
+                      &beta, C, &one)
+        else:
+            if trans_b:
+                sgemv(&t, &k, &n, &alpha, <float *> B, &ldb, <float *> A, &inc_a,
+                      &beta, C, &one)
+            else:
+                sgemv(&nt, &n, &k, &alpha, <float *> B, &ldb, <float *> A, &inc_a,
+                      &beta, C, &one)
+        return
+    if n == 1:
+        # the column c = alpha op(A) b + beta c, b = the column of op(B)
+        inc_b = 1 if trans_b else ldb
+        if floating is double:
+            if trans_a:
+                dgemv(&nt, &m, &k, &alpha, <double *> A, &lda, <double *> B, &inc_b,
+                      &beta, C, &ldc)
+            else:
+                dgemv(&t, &k, &m, &alpha, <double *> A, &lda, <double *> B, &inc_b,
+                      &beta, C, &ldc)
+        else:
+            if trans_a:
+                sgemv(&nt, &m, &k, &alpha, <float *> A, &lda, <float *> B, &inc_b,
+                      &beta, C, &ldc)
+            else:
+                sgemv(&t, &k, &m, &alpha, <float *> A, &lda, <float *> B, &inc_b,
+                      &beta, C, &ldc)
+        return
+    if k == 1:
+        # the outer product C = alpha a bᵀ + beta C
+        if beta == 0:
+            for i in range(m):
+                memset(C + i * ldc, 0, n * sizeof(floating))
+        elif beta != 1:
+            for i in range(m):
+                for j in range(n):
+                    C[i * ldc + j] *= beta
+        inc_a = 1 if trans_a else lda
+        inc_b = ldb if trans_b else 1
+        if floating is double:
+            dger(&n, &m, &alpha, <double *> B, &inc_b, <double *> A, &inc_a, C, &ldc)
+        else:
+            sger(&n, &m, &alpha, <float *> B, &inc_b, <float *> A, &inc_a, C, &ldc)
+        return
     if floating is double:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double *> B, &ldb,
               <double *> A, &lda, &beta, C, &ldc)
