@@ -450,7 +450,17 @@ class BaseMLP(BaseEstimator, ABC):
                 self.loss_curve_.append(self.loss_)
 
                 if not np.isfinite(self.loss_) and not _core.all_finite_params(params):
-                    break  # diverged: _fit raises scikit-learn's error
+                    # Diverged: stop now rather than run the remaining epochs
+                    # on NaN; _fit then raises scikit-learn's error. sklearn
+                    # runs to max_iter first and warns, so warn the same.
+                    if not incremental:
+                        warnings.warn(
+                            "Stochastic Optimizer: Maximum iterations (%d) "
+                            "reached and the optimization hasn't converged yet."
+                            % self.max_iter,
+                            ConvergenceWarning,
+                        )
+                    break
                 if early_stopping:
                     self._update_validation(X_in, val_idx, Y_val, y_val, sw_val)
                 else:

@@ -379,7 +379,10 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         check_is_fitted(self)
         return self._predict_from_output(self._forward_pass_fast(X))
 
-    @available_if(lambda est: est._check_solver())
+    # scikit-learn 1.9's MLPRegressor guards partial_fit with
+    # ``available_if(lambda est: est._check_solver)``: the method is never
+    # called, so partial_fit exists for every solver (with 'lbfgs' it runs a
+    # full fit). Kept as it is for drop-in behaviour.
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
         """Update the model with a single iteration over the given data."""
