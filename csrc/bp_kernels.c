@@ -80,26 +80,98 @@ static inline float bp_exp_f(float x)
     return x == x ? p * scale : x;
 }
 
+/*
+ * expm1 and tanh from the same reduction. e^r - 1 is summed without its
+ * leading 1 so that small arguments keep their relative accuracy;
+ * expm1(x) = 2^n (e^r - 1) + (2^n - 1). tanh(x) = -e / (2 + e) with
+ * e = expm1(-2|x|), then the sign of x: no cancellation near 0, exactly 1
+ * for large |x|, NaN propagates.
+ */
+static inline double bp_expm1_d(double x)
+{
+    const double shift = 6755399441055744.0;
+    double xc = x > 709.0 ? 709.0 : (x < -708.0 ? -708.0 : x);
+    double t = xc * 1.4426950408889634 + shift;
+    double n = t - shift;
+    double r = (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+    double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    double q1 = 0.5 + r * (1.0 / 6.0);
+    double q2 = 1.0 / 24.0 + r * (1.0 / 120.0), q3 = 1.0 / 720.0 + r * (1.0 / 5040.0);
+    double q4 = 1.0 / 40320.0 + r * (1.0 / 362880.0);
+    double q5 = 1.0 / 3628800.0 + r * (1.0 / 39916800.0);
+    double q6 = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0);
+    double pm1 = (r + r2 * q1) + r4 * (q2 + r2 * q3) + r8 * ((q4 + r2 * q5) + r4 * q6);
+    int64_t bits;
+    double scale;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4338000000000000LL + 1023) << 52;
+    memcpy(&scale, &bits, sizeof scale);
+    return x == x ? scale * pm1 + (scale - 1.0) : x;
+}
+
+static inline double bp_tanh_d(double x)
+{
+    double ax = x < 0 ? -x : x;
+    double e = bp_expm1_d(-2.0 * ax);
+    double t = -e / (2.0 + e);
+    return x < 0 ? -t : t;
+}
+
+static inline float bp_expm1_f(float x)
+{
+    const float shift = 12582912.0f;
+    float xc = x > 88.0f ? 88.0f : (x < -87.0f ? -87.0f : x);
+    float t = xc * 1.44269504f + shift;
+    float n = t - shift;
+    float r = (xc - n * 0.693145752f) - n * 1.42860677e-06f;
+    float r2 = r * r, r4 = r2 * r2;
+    float pm1 = (r + r2 * (0.5f + r * (1.0f / 6.0f)))
+                + r4 * ((1.0f / 24.0f + r * (1.0f / 120.0f))
+                        + r2 * (1.0f / 720.0f + r * (1.0f / 5040.0f)));
+    int32_t bits;
+    float scale;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4B400000 + 127) << 23;
+    memcpy(&scale, &bits, sizeof scale);
+    return x == x ? scale * pm1 + (scale - 1.0f) : x;
+}
+
+static inline float bp_tanh_f(float x)
+{
+    float ax = x < 0 ? -x : x;
+    float e = bp_expm1_f(-2.0f * ax);
+    float t = -e / (2.0f + e);
+    return x < 0 ? -t : t;
+}
+
 #define REAL double
 #define S(name) name##_d
 #define MATH(fn) fn
 #define FAST_EXP bp_exp_d
+#define FAST_EXPM1 bp_expm1_d
+#define FAST_TANH bp_tanh_d
 #define BP_EPS DBL_EPSILON
 #include "bp_kernels_impl.h"
 #undef REAL
 #undef S
 #undef MATH
 #undef FAST_EXP
+#undef FAST_EXPM1
+#undef FAST_TANH
 #undef BP_EPS
 
 #define REAL float
 #define S(name) name##_f
 #define MATH(fn) fn##f
 #define FAST_EXP bp_exp_f
+#define FAST_EXPM1 bp_expm1_f
+#define FAST_TANH bp_tanh_f
 #define BP_EPS FLT_EPSILON
 #include "bp_kernels_impl.h"
 #undef REAL
 #undef S
 #undef MATH
 #undef FAST_EXP
+#undef FAST_EXPM1
+#undef FAST_TANH
 #undef BP_EPS

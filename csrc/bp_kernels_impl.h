@@ -16,7 +16,7 @@ static void S(bp_act_inplace)(int act, REAL *x, ptrdiff_t cols)
         for (j = 0; j < cols; ++j) x[j] = (REAL)1 / ((REAL)1 + FAST_EXP(-x[j]));
         break;
     case BP_TANH:
-        for (j = 0; j < cols; ++j) x[j] = MATH(tanh)(x[j]);
+        for (j = 0; j < cols; ++j) x[j] = FAST_TANH(x[j]);
         break;
     case BP_RELU:
         for (j = 0; j < cols; ++j) x[j] = x[j] > 0 ? x[j] : (REAL)0;
@@ -25,7 +25,7 @@ static void S(bp_act_inplace)(int act, REAL *x, ptrdiff_t cols)
         for (j = 0; j < cols; ++j) x[j] = x[j] > 0 ? x[j] : (REAL)0.01 * x[j];
         break;
     case BP_ELU:
-        for (j = 0; j < cols; ++j) x[j] = x[j] > 0 ? x[j] : MATH(expm1)(x[j]);
+        for (j = 0; j < cols; ++j) x[j] = x[j] > 0 ? x[j] : FAST_EXPM1(x[j]);
         break;
     case BP_GELU:
         for (j = 0; j < cols; ++j)
