@@ -262,3 +262,46 @@ def test_verbose_plain_lines_when_not_a_terminal(capsys):
     out = capsys.readouterr().out
     assert out.count("Iteration ") == 3 and out.count("Validation score: ") == 3
     assert "\r" not in out
+
+
+def test_sklearn_callback_api_per_epoch_and_stop():
+    callback = pytest.importorskip("sklearn.callback")
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(150, 4), rng.randint(3, size=150)
+
+    class StopAfterThree:
+        def __init__(self):
+            self.events = []
+
+        def setup(self, estimator, context):
+            self.events.append("setup")
+
+        def teardown(self, estimator, context):
+            self.events.append("teardown")
+
+        def on_fit_task_begin(self, estimator, context):
+            self.events.append(("begin", context.task_name))
+
+        def on_fit_task_end(self, estimator, context):
+            self.events.append(("end", context.task_name))
+            return self.events.count(("end", "epoch")) >= 3
+
+    cb = StopAfterThree()
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=50, tol=0, random_state=0)
+    clf.set_callbacks(cb).fit(X, y)
+    assert clf.n_iter_ == 3
+    assert cb.events == (["setup", ("begin", "fit")]
+                         + [("begin", "epoch"), ("end", "epoch")] * 3
+                         + [("end", "fit"), "teardown"])
+
+    # sklearn's ScoringMonitor evaluates the model as it is after each epoch
+    monitor = callback.ScoringMonitor(scoring="accuracy")
+    MLPClassifier(hidden_layer_sizes=(8,), max_iter=4, random_state=0,
+                  learning_rate_init=0.05).set_callbacks(monitor).fit(X, y)
+    epochs = [r for r in monitor.get_logs().data if r["task_name"] == "epoch"]
+    assert [r["task_id"] for r in epochs] == [0, 1, 2, 3]
+    for r in epochs:
+        k = r["task_id"] + 1
+        ref = MLPClassifier(hidden_layer_sizes=(8,), max_iter=k, random_state=0,
+                            learning_rate_init=0.05).fit(X, y)
+        assert r["accuracy"] == ref.score(X, y)

@@ -25,6 +25,13 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import _core
 from ._progress import EpochReporter
+
+try:  # scikit-learn >= 1.9: its callback API (set_callbacks, ProgressBar, ...)
+    from sklearn.callback import CallbackSupportMixin as _CallbackSupport
+except ImportError:  # pragma: no cover - older scikit-learn
+
+    class _CallbackSupport:
+        pass
 from ._activations import (
     HIDDEN_ACTIVATIONS,
     OUTPUT_ACTIVATIONS,
@@ -167,7 +174,7 @@ def _views_of_one_vector(coefs, intercepts, layout):
     return base
 
 
-class BaseMLP(BaseEstimator, ABC):
+class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
     """Base class for MLP classification and regression (do not use directly)."""
 
     _parameter_constraints: dict = {
@@ -346,13 +353,23 @@ class BaseMLP(BaseEstimator, ABC):
             else np.ascontiguousarray(sample_weight, dtype=dtype)
         )
         X_in = _core.Input(X)
-        if self.solver in _STOCHASTIC_SOLVERS:
+        stochastic = self.solver in _STOCHASTIC_SOLVERS
+        if stochastic:
             rows = min(200 if self.batch_size == "auto" else self.batch_size, n_samples)
         else:
             rows = _chunk_rows(layer_units, X.dtype.itemsize, n_samples)
+        # scikit-learn's callback API: the fit is a task, each epoch a subtask
+        ctx = None
+        if hasattr(self, "_init_callback_context"):
+            ctx = self._init_callback_context(
+                max_subtasks=(1 if incremental else self.max_iter) if stochastic else 0
+            )
+            ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
         with _blas_threads(layer_units, rows):
-            if self.solver in _STOCHASTIC_SOLVERS:
-                self._fit_stochastic(X_in, Y, Y_split, sw, rng, layer_units, incremental)
+            if stochastic:
+                self._fit_stochastic(
+                    X_in, Y, Y_split, sw, rng, layer_units, incremental, (ctx, X, y)
+                )
             else:
                 self._fit_lbfgs(X_in, Y, sw, layer_units)
         if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
@@ -360,7 +377,19 @@ class BaseMLP(BaseEstimator, ABC):
                 "Solver produced non-finite parameter weights. The input data may"
                 " contain large values and need to be preprocessed."
             )
+        if ctx is not None:
+            ctx.call_on_fit_task_end(
+                estimator=self, X=X, y=y,
+                reconstruction_attributes=self._reconstruction_attributes(),
+            )
         return self
+
+    def _reconstruction_attributes(self):
+        """What a callback needs to evaluate the model as it is now."""
+        return {
+            "coefs_": [c.copy() for c in self.coefs_],
+            "intercepts_": [b.copy() for b in self.intercepts_],
+        }
 
     def _fit_lbfgs(self, X_in, Y, sw, layer_units):
         # SciPy's L-BFGS-B keeps its memory in float64 but evaluates the
@@ -393,7 +422,8 @@ class BaseMLP(BaseEstimator, ABC):
         self.loss_ = float(opt_res.fun)
         self.coefs_, self.intercepts_ = net.unpack(opt_res.x.astype(dtype))
 
-    def _fit_stochastic(self, X_in, Y, Y_split, sw, rng, layer_units, incremental):
+    def _fit_stochastic(self, X_in, Y, Y_split, sw, rng, layer_units, incremental,
+                        callback_task=(None, None, None)):
         dtype = Y.dtype
         early_stopping = self.early_stopping
         if early_stopping and incremental:
@@ -454,6 +484,8 @@ class BaseMLP(BaseEstimator, ABC):
         sample_idx = np.arange(n_samples)
         callbacks = list(self.callbacks) if self.callbacks else []
         reporter = EpochReporter(self.max_iter) if self.verbose else None
+        ctx, X_cb, y_cb = callback_task
+        skl_callbacks = ctx is not None and bool(getattr(self, "_skl_callbacks", None))
         start_time = time.perf_counter()
         try:
             self.n_iter_ = 0
@@ -463,6 +495,9 @@ class BaseMLP(BaseEstimator, ABC):
                     order = train_idx[sample_idx]
                 else:
                     order = train_idx
+                if skl_callbacks:
+                    epoch_ctx = ctx.subcontext(task_name="epoch")
+                    epoch_ctx.call_on_fit_task_begin(estimator=self, X=X_cb, y=y_cb)
                 # Dropout masks come from the estimator's random state, drawn
                 # only when there is dropout so that the stream (and the
                 # model) stays scikit-learn's otherwise.
@@ -520,6 +555,11 @@ class BaseMLP(BaseEstimator, ABC):
                     if not stop:
                         self._no_improvement_count = 0
                 if self._run_callbacks(callbacks, start_time):
+                    stop = True
+                if skl_callbacks and epoch_ctx.call_on_fit_task_end(
+                    estimator=self, X=X_cb, y=y_cb,
+                    reconstruction_attributes=self._reconstruction_attributes(),
+                ):
                     stop = True
                 if stop:
                     break
