@@ -29,55 +29,72 @@ double bp_uniform(uint64_t *state)
  * exp(x) written to vectorise (no branches, no calls): x = n ln2 + r with
  * |r| <= ln2/2, exp(r) by its Taylor polynomial (degree 13 for double, 7
  * for float: the truncation error is below half an ulp), times 2^n built in
- * the exponent bits. x is clamped to the normal range first, so very
+ * the exponent bits. expm1 and tanh share the same pieces. x is clamped to the normal range first, so very
  * negative x give the smallest normal number instead of 0 and very large x
  * give the largest power below overflow instead of inf: it serves logistic
  * and softmax, where those ends round to the same outputs. NaN propagates.
  */
-static inline double bp_exp_d(double x)
+/* x = n ln2 + r, |r| <= ln2/2 (x clamped to the normal range first);
+ * returns r and sets *scale = 2^n, built from the bits of x log2(e) + 1.5 2^52
+ * with integer add and shift only, so that loops calling it vectorise. */
+static inline double bp_reduce_d(double x, double *scale)
 {
     const double shift = 6755399441055744.0; /* 1.5 * 2^52: round to integer */
     double xc = x > 709.0 ? 709.0 : (x < -708.0 ? -708.0 : x);
     double t = xc * 1.4426950408889634 + shift; /* n sits in t's low bits */
     double n = t - shift;
-    double r = (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
-    /* Taylor coefficients 1/i!, evaluated by Estrin's scheme: the same
-     * polynomial as Horner's rule with a third of its dependency chain,
-     * which is what bounds this loop */
+    int64_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4338000000000000LL + 1023) << 52;
+    memcpy(scale, &bits, sizeof *scale);
+    return (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+}
+
+/* e^r - 1 for |r| <= ln2/2: the Taylor coefficients 1/i! by Estrin's scheme
+ * (a third of Horner's dependency chain, which is what bounds these loops),
+ * without the leading 1 so small r keep their relative accuracy. */
+static inline double bp_expm1_reduced_d(double r)
+{
     double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-    double q0 = 1.0 + r, q1 = 0.5 + r * (1.0 / 6.0);
+    double q1 = 0.5 + r * (1.0 / 6.0);
     double q2 = 1.0 / 24.0 + r * (1.0 / 120.0), q3 = 1.0 / 720.0 + r * (1.0 / 5040.0);
     double q4 = 1.0 / 40320.0 + r * (1.0 / 362880.0);
     double q5 = 1.0 / 3628800.0 + r * (1.0 / 39916800.0);
     double q6 = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0);
-    double p = (q0 + r2 * q1) + r4 * (q2 + r2 * q3) + r8 * ((q4 + r2 * q5) + r4 * q6);
-    int64_t bits;
-    double scale;
-    /* 2^n from the bits of t, integer add and shift only (no conversion
-     * instruction, so the loop vectorises on plain SSE2) */
-    memcpy(&bits, &t, sizeof bits);
-    bits = (bits - 0x4338000000000000LL + 1023) << 52;
-    memcpy(&scale, &bits, sizeof scale);
-    return x == x ? p * scale : x;
+    return (r + r2 * q1) + r4 * (q2 + r2 * q3) + r8 * ((q4 + r2 * q5) + r4 * q6);
 }
 
-static inline float bp_exp_f(float x)
+static inline double bp_exp_d(double x)
+{
+    double scale, r = bp_reduce_d(x, &scale);
+    return x == x ? scale * (1.0 + bp_expm1_reduced_d(r)) : x;
+}
+
+static inline float bp_reduce_f(float x, float *scale)
 {
     const float shift = 12582912.0f; /* 1.5 * 2^23 */
     float xc = x > 88.0f ? 88.0f : (x < -87.0f ? -87.0f : x);
     float t = xc * 1.44269504f + shift;
     float n = t - shift;
-    float r = (xc - n * 0.693145752f) - n * 1.42860677e-06f;
-    float r2 = r * r, r4 = r2 * r2;
-    float p = ((1.0f + r) + r2 * (0.5f + r * (1.0f / 6.0f)))
-              + r4 * ((1.0f / 24.0f + r * (1.0f / 120.0f))
-                      + r2 * (1.0f / 720.0f + r * (1.0f / 5040.0f)));
     int32_t bits;
-    float scale;
     memcpy(&bits, &t, sizeof bits);
     bits = (bits - 0x4B400000 + 127) << 23;
-    memcpy(&scale, &bits, sizeof scale);
-    return x == x ? p * scale : x;
+    memcpy(scale, &bits, sizeof *scale);
+    return (xc - n * 0.693145752f) - n * 1.42860677e-06f;
+}
+
+static inline float bp_expm1_reduced_f(float r)
+{
+    float r2 = r * r, r4 = r2 * r2;
+    return (r + r2 * (0.5f + r * (1.0f / 6.0f)))
+           + r4 * ((1.0f / 24.0f + r * (1.0f / 120.0f))
+                   + r2 * (1.0f / 720.0f + r * (1.0f / 5040.0f)));
+}
+
+static inline float bp_exp_f(float x)
+{
+    float scale, r = bp_reduce_f(x, &scale);
+    return x == x ? scale * (1.0f + bp_expm1_reduced_f(r)) : x;
 }
 
 /*
@@ -89,24 +106,8 @@ static inline float bp_exp_f(float x)
  */
 static inline double bp_expm1_d(double x)
 {
-    const double shift = 6755399441055744.0;
-    double xc = x > 709.0 ? 709.0 : (x < -708.0 ? -708.0 : x);
-    double t = xc * 1.4426950408889634 + shift;
-    double n = t - shift;
-    double r = (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
-    double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-    double q1 = 0.5 + r * (1.0 / 6.0);
-    double q2 = 1.0 / 24.0 + r * (1.0 / 120.0), q3 = 1.0 / 720.0 + r * (1.0 / 5040.0);
-    double q4 = 1.0 / 40320.0 + r * (1.0 / 362880.0);
-    double q5 = 1.0 / 3628800.0 + r * (1.0 / 39916800.0);
-    double q6 = 1.0 / 479001600.0 + r * (1.0 / 6227020800.0);
-    double pm1 = (r + r2 * q1) + r4 * (q2 + r2 * q3) + r8 * ((q4 + r2 * q5) + r4 * q6);
-    int64_t bits;
-    double scale;
-    memcpy(&bits, &t, sizeof bits);
-    bits = (bits - 0x4338000000000000LL + 1023) << 52;
-    memcpy(&scale, &bits, sizeof scale);
-    return x == x ? scale * pm1 + (scale - 1.0) : x;
+    double scale, r = bp_reduce_d(x, &scale);
+    return x == x ? scale * bp_expm1_reduced_d(r) + (scale - 1.0) : x;
 }
 
 static inline double bp_tanh_d(double x)
@@ -119,21 +120,8 @@ static inline double bp_tanh_d(double x)
 
 static inline float bp_expm1_f(float x)
 {
-    const float shift = 12582912.0f;
-    float xc = x > 88.0f ? 88.0f : (x < -87.0f ? -87.0f : x);
-    float t = xc * 1.44269504f + shift;
-    float n = t - shift;
-    float r = (xc - n * 0.693145752f) - n * 1.42860677e-06f;
-    float r2 = r * r, r4 = r2 * r2;
-    float pm1 = (r + r2 * (0.5f + r * (1.0f / 6.0f)))
-                + r4 * ((1.0f / 24.0f + r * (1.0f / 120.0f))
-                        + r2 * (1.0f / 720.0f + r * (1.0f / 5040.0f)));
-    int32_t bits;
-    float scale;
-    memcpy(&bits, &t, sizeof bits);
-    bits = (bits - 0x4B400000 + 127) << 23;
-    memcpy(&scale, &bits, sizeof scale);
-    return x == x ? scale * pm1 + (scale - 1.0f) : x;
+    float scale, r = bp_reduce_f(x, &scale);
+    return x == x ? scale * bp_expm1_reduced_f(r) + (scale - 1.0f) : x;
 }
 
 static inline float bp_tanh_f(float x)
