@@ -7,8 +7,8 @@ calls the routines SciPy exports through ``scipy.linalg.cython_blas``, so the
 BLAS is SciPy's (usually the OpenBLAS bundled in SciPy's wheel, which is not
 necessarily the one NumPy loads). Its build-time description comes from
 ``scipy.show_config``; the library actually loaded and its thread count come
-from threadpoolctl when it is installed (it is only a test dependency, so
-without it that part reads "unknown").
+from threadpoolctl (installed with scikit-learn and blasprop); should it be
+missing, that part reads "unknown" instead of failing.
 """
 
 import os
