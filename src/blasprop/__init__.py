@@ -3,6 +3,7 @@ scikit-learn's MLPClassifier and MLPRegressor."""
 
 from ._version import __version__
 from ._classes import MLPClassifier, MLPRegressor
+from ._config import show_config
 from ._gradcheck import check_gradients
 from ._model_io import load, save
 from ._onnx import to_onnx
@@ -14,5 +15,6 @@ __all__ = [
     "save",
     "load",
     "to_onnx",
+    "show_config",
     "__version__",
 ]
