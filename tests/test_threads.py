@@ -1,0 +1,259 @@
+"""Concurrency: blasprop releases the GIL for whole epochs, so estimators are
+fitted and used from several threads at once. Whatever runs concurrently must
+give exactly what the same calls give one after the other.
+
+BLAS is pinned to one thread (threadpoolctl) for every test here: the
+sequential reference and the threaded runs then take the same code paths, so
+results are compared for exact equality, and the threads do not oversubscribe
+the cores. Nothing here measures time (``bench/threads.py`` does).
+"""
+
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_array_equal
+from threadpoolctl import threadpool_limits
+
+import blasprop
+from blasprop import MLPClassifier, MLPRegressor
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    with threadpool_limits(limits=1):
+        yield
+
+
+def _run_concurrently(*targets):
+    """Start every target at the same moment; re-raise the first error."""
+    barrier = threading.Barrier(len(targets))
+    errors = []
+
+    def wrap(fn):
+        def run():
+            try:
+                barrier.wait()
+                fn()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                errors.append(exc)
+
+        return run
+
+    threads = [threading.Thread(target=wrap(fn)) for fn in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def _data(n=1500, n_features=40, seed=0, dtype=np.float64):
+    rng = np.random.RandomState(seed)
+    X = rng.standard_normal((n, n_features)).astype(dtype)
+    w = rng.standard_normal(n_features)
+    y_reg = X @ w / np.sqrt(n_features) + 0.1 * rng.standard_normal(n)
+    y_clf = np.digitize(y_reg, [-0.5, 0.5])  # three classes
+    return X, y_clf, y_reg
+
+
+def _assert_same_model(a, b):
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        assert p.dtype == q.dtype
+        assert_array_equal(p, q)
+    assert a.n_iter_ == b.n_iter_
+    if hasattr(a, "loss_curve_"):
+        assert_array_equal(a.loss_curve_, b.loss_curve_)
+
+
+# Pairs of fits run at the same time: (estimator, X, y) factories.
+def _pair(case):
+    X, yc, yr = _data(seed=0)
+    X2, yc2, yr2 = _data(seed=1, n_features=25)
+    X32 = X.astype(np.float32)
+    if case == "adam-classifier+sgd-regressor":
+        return [
+            (MLPClassifier((32, 16), max_iter=8, random_state=0), X, yc),
+            (MLPRegressor(hidden_layer_sizes=(24,), solver="sgd", max_iter=8,
+                          random_state=1), X2, yr2),
+        ]
+    if case == "same-X-float32":
+        return [
+            (MLPClassifier((32,), max_iter=8, random_state=0), X32, yc),
+            (MLPClassifier((32,), max_iter=8, random_state=3, batch_size=64,
+                           activation="tanh"), X32, yc),
+        ]
+    if case == "lbfgs+sparse-adamw":
+        Xs = sp.csr_matrix(np.where(np.abs(X2) > 1.0, X2, 0.0))
+        return [
+            (MLPRegressor(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=30,
+                          random_state=0), X, yr),
+            (MLPClassifier((16,), solver="adamw", max_iter=8, random_state=0), Xs, yc2),
+        ]
+    if case == "early-stopping+dropout":
+        return [
+            (MLPClassifier((32,), early_stopping=True, max_iter=8, random_state=0,
+                           n_iter_no_change=100), X, yc),
+            (MLPRegressor(hidden_layer_sizes=(32, 8), dropout=0.2, max_iter=8,
+                          random_state=0), np.asfortranarray(X2), yr2),
+        ]
+    raise ValueError(case)
+
+
+PAIRS = ["adam-classifier+sgd-regressor", "same-X-float32", "lbfgs+sparse-adamw",
+         "early-stopping+dropout"]
+
+
+@pytest.mark.parametrize("case", PAIRS)
+def test_two_fits_in_two_threads_equal_sequential_fits(case):
+    sequential = [est.fit(X, y) for est, X, y in _pair(case)]
+    concurrent = _pair(case)
+    _run_concurrently(*[lambda e=e, X=X, y=y: e.fit(X, y) for e, X, y in concurrent])
+    for (est, _, _), ref in zip(concurrent, sequential):
+        _assert_same_model(est, ref)
+
+
+def test_partial_fit_in_threads_equals_sequential():
+    X, yc, yr = _data()
+    batches = np.array_split(np.arange(X.shape[0]), 6)
+
+    def train(est, y, **kw):
+        for idx in batches:
+            est.partial_fit(X[idx], y[idx], **kw)
+        return est
+
+    make = [
+        lambda: MLPClassifier((16,), solver="sgd", random_state=0),
+        lambda: MLPRegressor(hidden_layer_sizes=(16,), random_state=0),
+    ]
+    ys = [yc, yr]
+    kws = [dict(classes=[0, 1, 2]), {}]
+    refs = [train(m(), y, **kw) for m, y, kw in zip(make, ys, kws)]
+    ests = [m() for m in make]
+    _run_concurrently(*[lambda e=e, y=y, kw=kw: train(e, y, **kw)
+                        for e, y, kw in zip(ests, ys, kws)])
+    for est, ref in zip(ests, refs):
+        _assert_same_model(est, ref)
+
+
+def _inputs():
+    X, _, _ = _data(n=700, seed=5)
+    return {
+        "float64": X,
+        "float32": X.astype(np.float32),
+        "fortran": np.asfortranarray(X),
+        "strided": np.repeat(X, 2, axis=0)[::2],
+        "csr": sp.csr_matrix(np.where(X > 0.5, X, 0.0)),
+    }
+
+
+def test_predict_from_eight_threads_on_one_model():
+    X, yc, _ = _data()
+    est = MLPClassifier((32, 16), max_iter=5, random_state=0).fit(X, yc)
+    inputs = _inputs()
+    reference = {
+        (name, method): getattr(est, method)(Xi)
+        for name, Xi in inputs.items()
+        for method in ("predict", "predict_proba")
+    }
+    keys = list(reference)
+    results = [[] for _ in range(8)]
+
+    def worker(i):
+        def run():
+            for r in range(12):
+                name, method = keys[(i + r) % len(keys)]
+                results[i].append(((name, method), getattr(est, method)(inputs[name])))
+
+        return run
+
+    _run_concurrently(*[worker(i) for i in range(8)])
+    assert sum(len(r) for r in results) == 8 * 12
+    for per_thread in results:
+        for key, out in per_thread:
+            assert out.dtype == reference[key].dtype
+            assert_array_equal(out, reference[key], err_msg=str(key))
+
+
+def test_fit_while_other_threads_predict_with_other_models():
+    X, yc, yr = _data()
+    inputs = _inputs()
+    predictors = [
+        MLPClassifier((16,), max_iter=3, random_state=i).fit(X, yc) for i in range(2)
+    ] + [MLPRegressor(hidden_layer_sizes=(16,), max_iter=3, random_state=0).fit(X, yr)]
+    expected = [{k: p.predict(v) for k, v in inputs.items()} for p in predictors]
+    fit_ref = MLPRegressor(hidden_layer_sizes=(64, 32), max_iter=6,
+                           random_state=0).fit(X, yr)
+    fitting = MLPRegressor(hidden_layer_sizes=(64, 32), max_iter=6, random_state=0)
+    done = threading.Event()
+    calls = [0] * len(predictors)
+
+    def fit():
+        try:
+            fitting.fit(X, yr)
+        finally:
+            done.set()
+
+    def predict(i):
+        def run():
+            # at least a few rounds, and keep going while the fit runs
+            rounds = 0
+            while rounds < 3 or not done.is_set():
+                for k, v in inputs.items():
+                    assert_array_equal(predictors[i].predict(v), expected[i][k])
+                    calls[i] += 1
+                rounds += 1
+
+        return run
+
+    _run_concurrently(fit, *[predict(i) for i in range(len(predictors))])
+    _assert_same_model(fitting, fit_ref)
+    assert min(calls) >= 3 * len(inputs)
+
+
+def test_gil_is_released_during_the_epoch(monkeypatch):
+    """While one thread is inside the compiled epoch, another thread runs
+    Python code. The switch interval is made huge, so the interpreter never
+    takes the GIL from the fitting thread: the other thread can only run when
+    the epoch releases it."""
+    X, yc, _ = _data(n=3000, n_features=100)
+    real_epoch = blasprop._core.epoch
+    state = {"in_epoch": False, "seen_in_epoch": 0}
+
+    def epoch(*args, **kwargs):
+        state["in_epoch"] = True
+        try:
+            return real_epoch(*args, **kwargs)
+        finally:
+            state["in_epoch"] = False
+
+    monkeypatch.setattr(blasprop._core, "epoch", epoch)
+    est = MLPClassifier((128,), max_iter=4, random_state=0)
+    done = threading.Event()
+
+    def fit():
+        try:
+            est.fit(X, yc)
+        finally:
+            done.set()
+
+    def watch():
+        while not done.is_set():
+            if state["in_epoch"]:
+                state["seen_in_epoch"] += 1
+            time.sleep(0)  # hand the GIL back
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    try:
+        _run_concurrently(fit, watch)
+    finally:
+        sys.setswitchinterval(old)
+    assert est.n_iter_ == 4
+    assert state["seen_in_epoch"] > 0
