@@ -11,8 +11,9 @@
 #   4. install the wheel with its `test` extra into a fresh virtual environment;
 #   5. run the test suite shipped in the sdist against the installed wheel,
 #      from a directory that holds only tests/, pyproject.toml (for the
-#      project's pytest configuration) and meson.build (for the version
-#      test), so the source tree cannot be imported;
+#      project's pytest configuration), meson.build (for the version test)
+#      and examples/ (run by the tests), so the source tree cannot be
+#      imported;
 #   6. check the version agrees everywhere: meson.build, both file names,
 #      blasprop.__version__, the installed metadata and `blasprop --version`.
 #
@@ -67,8 +68,8 @@ sdist_version="$(basename "$sdist" .tar.gz)"
 sdist_version="${sdist_version#blasprop-}"
 tar tzf "$sdist" | sed "s|^blasprop-$sdist_version/||" | sort > "$work/sdist.txt"
 # every committed file the build or the tests need
-git -C "$work/src" ls-files -- src csrc tests meson.build meson.options pyproject.toml \
-    LICENSE README.md | sort > "$work/needed.txt"
+git -C "$work/src" ls-files -- src csrc tests examples meson.build meson.options \
+    pyproject.toml LICENSE README.md | sort > "$work/needed.txt"
 missing="$(comm -23 "$work/needed.txt" "$work/sdist.txt")"
 [[ -z "$missing" ]] || fail "missing from the sdist: $missing"
 grep -q '^PKG-INFO$' "$work/sdist.txt" || fail "the sdist has no PKG-INFO"
@@ -103,8 +104,10 @@ EOF
 step "tests from the sdist, outside the source tree"
 mkdir "$work/sdist-x" "$work/run"
 tar xzf "$sdist" -C "$work/sdist-x"
-cp -R "$work/sdist-x/blasprop-$sdist_version/tests" "$work/run/tests"
-cp "$work/sdist-x/blasprop-$sdist_version/pyproject.toml" "$work/sdist-x/blasprop-$sdist_version/meson.build" "$work/run/"
+unpacked="$work/sdist-x/blasprop-$sdist_version"
+cp -R "$unpacked/tests" "$work/run/tests"
+cp "$unpacked/pyproject.toml" "$unpacked/meson.build" "$work/run/"
+if [[ -d "$unpacked/examples" ]]; then cp -R "$unpacked/examples" "$work/run/examples"; fi
 cd "$work/run"
 installed="$("$venv_py" -c 'import blasprop; print(blasprop.__file__)')"
 case "$installed" in
