@@ -289,7 +289,15 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         hidden = hidden_activation_names(self.activation, len(layer_units) - 2)
         self.coefs_, self.intercepts_ = [], []
         for i in range(self.n_layers_ - 1):
-            act = hidden[i] if i < len(hidden) else hidden[-1]
+            # the layer's own activation; the output layer takes the last
+            # hidden one (scikit-learn's single activation when no list), and
+            # with no hidden layer at all, the `activation` parameter
+            if i < len(hidden):
+                act = hidden[i]
+            elif hidden:
+                act = hidden[-1]
+            else:
+                act = self.activation if isinstance(self.activation, str) else "relu"
             coef, intercept = self._init_coef(
                 rng, layer_units[i], layer_units[i + 1], glorot_factor(act), dtype
             )
@@ -634,9 +642,11 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         """Output layer for rows of a validated input (all rows if None).
 
         Computed in the dtype of X: a float32 model predicting float64 input
-        casts its (small) weights, never the input. With targets ``Y`` of
-        those rows, returns (output, mean loss) from the same pass."""
-        dtype = X_in.X.dtype
+        casts its (small) weights, never the input; a float64 model reads
+        float32 rows into float64 buffers as it goes (NumPy's promotion, as
+        in scikit-learn). With targets ``Y`` of those rows, returns (output,
+        mean loss) from the same pass."""
+        dtype = np.result_type(X_in.X.dtype, self.coefs_[0].dtype)
         n = X_in.n_samples if rows is None else rows.shape[0]
         out = np.empty((n, self.n_outputs_), dtype=dtype)
         if n == 0:

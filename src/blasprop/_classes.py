@@ -357,6 +357,12 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
             y_numeric=True, dtype=(np.float64, np.float32), reset=reset,
         )
+        if y.dtype.kind in "USV":
+            # scikit-learn fails here with NumPy's TypeError (no subtraction
+            # of strings) rather than training on text parsed as numbers
+            raise TypeError(
+                f"The target y must be numeric for regression, got dtype {y.dtype}."
+            )
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, y

@@ -34,7 +34,7 @@ from ._ckernels cimport (
     bp_act_needs_z, bias_act, act_grad, loss_delta, loss_only, colsum_add,
     finish_grad, sumsq, step, all_finite, dropout, mul,
 )
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint64_t, int32_t, int64_t
 
 cdef extern from "Python.h":
     int _check_signals "PyErr_CheckSignals"() noexcept
@@ -85,8 +85,10 @@ cdef struct Source:
     Py_ssize_t col_stride
     bint sparse
     const char *data
-    const Py_ssize_t *indices
-    const Py_ssize_t *indptr
+    const void *indices          # int32 or int64, as scipy stores them
+    const void *indptr
+    int indices_size             # 4 or 8 bytes
+    int indptr_size
     Py_ssize_t n_features
 
 
@@ -192,8 +194,7 @@ cdef class Input:
     cdef Source src
 
     def __init__(self, X):
-        cdef Py_ssize_t[::1] ind, ptr
-        cdef const unsigned char[::1] raw
+        cdef const unsigned char[::1] raw, ind, ptr
         self.X = X
         self.n_samples, self.n_features = X.shape
         self.src.n_features = self.n_features
@@ -203,17 +204,28 @@ cdef class Input:
             raise TypeError("X must be float32 or float64")
         self.src.itemsize = X.dtype.itemsize
         if self.sparse:
+            # CSR is read where it is, int32 or int64 indices alike; CSC is
+            # converted to CSR once (row access is what batches need).
             X = X.tocsr() if X.format != "csr" else X
             self.X = X
             self.data = np.ascontiguousarray(X.data)
-            self.indices = np.ascontiguousarray(X.indices, dtype=np.intp)
-            self.indptr = np.ascontiguousarray(X.indptr, dtype=np.intp)
+            self.indices = X.indices
+            self.indptr = X.indptr
+            if (self.indices.dtype not in (np.int32, np.int64)
+                    or self.indptr.dtype not in (np.int32, np.int64)):
+                self.indices = self.indices.astype(np.int64)
+                self.indptr = self.indptr.astype(np.int64)
+            self.indices = np.ascontiguousarray(self.indices)
+            self.indptr = np.ascontiguousarray(self.indptr)
             raw = self.data.view(np.uint8) if self.data.size else np.zeros(1, np.uint8)
-            ind = self.indices if self.indices.size else np.zeros(1, np.intp)
-            ptr = self.indptr
+            ind = (self.indices.view(np.uint8) if self.indices.size
+                   else np.zeros(8, np.uint8))
+            ptr = self.indptr.view(np.uint8)
             self.src.data = <const char *> &raw[0]
-            self.src.indices = &ind[0]
-            self.src.indptr = &ptr[0]
+            self.src.indices = <const void *> &ind[0]
+            self.src.indptr = <const void *> &ptr[0]
+            self.src.indices_size = self.indices.dtype.itemsize
+            self.src.indptr_size = self.indptr.dtype.itemsize
             self.src.base = NULL
         else:
             if X.size == 0:
@@ -257,6 +269,13 @@ cdef const floating *_dense_rows(const Source *src, const Py_ssize_t *rows,
     return xbuf
 
 
+cdef inline Py_ssize_t _ix(const void *a, int size, Py_ssize_t p) noexcept nogil:
+    """Entry p of a CSR index array of 4- or 8-byte integers."""
+    if size == 4:
+        return (<const int32_t *> a)[p]
+    return (<const int64_t *> a)[p]
+
+
 cdef inline floating _csr_value(const Source *src, Py_ssize_t p,
                                 const floating *dtype_of) noexcept nogil:
     """Value p of a CSR source in the kernel's dtype (``dtype_of`` only
@@ -278,9 +297,10 @@ cdef void _csr_matmul(const Source *src, const Py_ssize_t *rows, Py_ssize_t star
     for r in range(n):
         row = rows[r] if rows != NULL else start + r
         o = out + r * n_out
-        for p in range(src.indptr[row], src.indptr[row + 1]):
+        for p in range(_ix(src.indptr, src.indptr_size, row),
+                       _ix(src.indptr, src.indptr_size, row + 1)):
             v = _csr_value(src, p, W)
-            w = W + src.indices[p] * n_out
+            w = W + _ix(src.indices, src.indices_size, p) * n_out
             for j in range(n_out):
                 o[j] += v * w[j]
 
@@ -296,9 +316,10 @@ cdef void _csr_grad(const Source *src, const Py_ssize_t *rows, Py_ssize_t start,
     for r in range(n):
         row = rows[r] if rows != NULL else start + r
         d = delta + r * n_out
-        for p in range(src.indptr[row], src.indptr[row + 1]):
+        for p in range(_ix(src.indptr, src.indptr_size, row),
+                       _ix(src.indptr, src.indptr_size, row + 1)):
             v = _csr_value(src, p, delta)
-            g = G + src.indices[p] * n_out
+            g = G + _ix(src.indices, src.indices_size, p) * n_out
             for j in range(n_out):
                 g[j] += v * d[j]
 
