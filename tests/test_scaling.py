@@ -322,15 +322,19 @@ def test_models_trained_in_parallel_threads_equal_sequential_fits():
         (MLPClassifier(hidden_layer_sizes=(32,), max_iter=15, random_state=0), X),
         (MLPClassifier(hidden_layer_sizes=(32, 16), max_iter=15, random_state=1), X32),
         (MLPClassifier(solver="sgd", max_iter=15, random_state=2), X),
-        (MLPClassifier(solver="lbfgs", max_iter=30, random_state=3), X32),
+        (MLPClassifier(solver="lbfgs", max_iter=30, random_state=3), X),
         (MLPClassifier(early_stopping=True, max_iter=15, random_state=4), X),
         (MLPClassifier(dropout=0.2, max_iter=15, random_state=5), X32),
     ]
     sequential = [clone(est).fit(data, y) for est, data in configs]
     with ThreadPoolExecutor(3) as pool:  # all share the same X arrays
         threaded = list(pool.map(lambda c: clone(c[0]).fit(c[1], y), configs))
-    for a, b in zip(threaded, sequential):
-        _assert_same_model(a, b, atol=0)
+    for (est, _), a, b in zip(configs, threaded, sequential):
+        # The stochastic solvers run entirely in blasprop's kernels: equal to
+        # the bit. L-BFGS also runs SciPy's L-BFGS-B, whose level-1 BLAS sums
+        # depend on OpenBLAS's thread count, which a limit set in one Python
+        # thread does not fix for another: equal up to summation order.
+        _assert_same_model(a, b, atol=0 if est.solver != "lbfgs" else 1e-10)
 
 
 def _blas_thread_counts():
@@ -353,15 +357,6 @@ def _set_blas_threads(n):
     t.join()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_base._blas_threads takes a process-wide threadpoolctl limit per fit: "
-    "when fits in two threads overlap, the second records the first's limit (1) "
-    "as the value to restore; the first restores the real count on exit, then "
-    "the second sets 1 again, so the process (numpy's BLAS included) keeps one "
-    "BLAS thread for good. Remove this mark once overlapping fits share one "
-    "limit (counted under a lock: set on the first entry, restored on the last).",
-)
 def test_overlapping_fits_in_threads_leave_the_blas_thread_count_as_it_was():
     # Two small fits (one BLAS thread by blasprop's policy) overlap in a fixed
     # order, driven by their epoch callbacks: B starts while A runs, A ends

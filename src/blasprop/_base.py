@@ -8,6 +8,7 @@ that the same data, parameters and ``random_state`` give the same model.
 """
 
 import contextlib
+import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -49,22 +50,39 @@ _SOLVER_CODES = {"sgd": _core.SGD, "adam": _core.ADAM, "adamw": _core.ADAMW}
 # longer with two OpenBLAS threads than with one while other processes ran).
 _SMALL_GEMM = 1 << 22
 _THREADPOOLS = None
+# The limit is process-wide (BLAS has one thread count), so overlapping fits
+# share it: the first to enter sets one thread, the last to leave restores
+# what was there. Saving and restoring per fit would let a fit that started
+# under another's limit "restore" that limit for good.
+_THREAD_LOCK = threading.Lock()
+_THREAD_USERS = 0
+_THREAD_RESTORE = None
 
 
 @contextlib.contextmanager
 def _blas_threads(units, rows):
     """One BLAS thread for the duration of a fit on small products."""
-    global _THREADPOOLS
+    global _THREADPOOLS, _THREAD_USERS, _THREAD_RESTORE
     work = max(rows * a * b for a, b in zip(units, units[1:]))
     if work >= _SMALL_GEMM:
         yield
         return
-    if _THREADPOOLS is None:
-        from threadpoolctl import ThreadpoolController
+    with _THREAD_LOCK:
+        if _THREADPOOLS is None:
+            from threadpoolctl import ThreadpoolController
 
-        _THREADPOOLS = ThreadpoolController()  # scans the loaded libraries once
-    with _THREADPOOLS.limit(limits=1, user_api="blas"):
+            _THREADPOOLS = ThreadpoolController()  # scans the loaded libraries once
+        if _THREAD_USERS == 0:
+            _THREAD_RESTORE = _THREADPOOLS.limit(limits=1, user_api="blas")
+        _THREAD_USERS += 1
+    try:
         yield
+    finally:
+        with _THREAD_LOCK:
+            _THREAD_USERS -= 1
+            if _THREAD_USERS == 0:
+                _THREAD_RESTORE.restore_original_limits()
+                _THREAD_RESTORE = None
 
 
 # Rows per chunk for prediction and full-data objectives: keep the layer
