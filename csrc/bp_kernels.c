@@ -43,10 +43,11 @@ static inline double bp_reduce_d(double x, double *scale)
     double xc = x > 709.0 ? 709.0 : (x < -708.0 ? -708.0 : x);
     double t = xc * 1.4426950408889634 + shift; /* n sits in t's low bits */
     double n = t - shift;
-    int64_t bits;
-    memcpy(&bits, &t, sizeof bits);
-    bits = (bits - 0x4338000000000000LL + 1023) << 52;
-    memcpy(scale, &bits, sizeof *scale);
+    /* a union, not memcpy: GCC vectorises the double loop only this way */
+    union { double d; int64_t i; } u;
+    u.d = t;
+    u.i = (u.i - 0x4338000000000000LL + 1023) << 52;
+    *scale = u.d;
     return (xc - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
 }
 
@@ -76,10 +77,10 @@ static inline float bp_reduce_f(float x, float *scale)
     float xc = x > 88.0f ? 88.0f : (x < -87.0f ? -87.0f : x);
     float t = xc * 1.44269504f + shift;
     float n = t - shift;
-    int32_t bits;
-    memcpy(&bits, &t, sizeof bits);
-    bits = (bits - 0x4B400000 + 127) << 23;
-    memcpy(scale, &bits, sizeof *scale);
+    union { float f; int32_t i; } u;
+    u.f = t;
+    u.i = (u.i - 0x4B400000 + 127) << 23;
+    *scale = u.f;
     return (xc - n * 0.693145752f) - n * 1.42860677e-06f;
 }
 

@@ -697,6 +697,15 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         tags.input_tags.sparse = True
         return tags
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        if not state.get("early_stopping", False):
+            # only early stopping reads these: elsewhere they are a stale copy
+            # of the initial weights that would double the pickle
+            state.pop("_best_coefs", None)
+            state.pop("_best_intercepts", None)
+        return state
+
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
             raise AttributeError(
