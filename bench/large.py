@@ -4,7 +4,8 @@ Layers [784, 512, 512, 10], relu, softmax output (MLPClassifier, 10 classes),
 Adam, batch 256, 20,000 x 784 synthetic rows, float32 and float64.  Reports
 seconds per epoch for scikit-learn, PyTorch eager and blasprop, and the
 *gemm-bound fraction*: the time of the epoch's own matrix products alone
-(numpy matmul into preallocated arrays, same shapes, same threads) divided by
+(scipy.linalg.blas gemm, the BLAS blasprop calls, on preallocated arrays,
+same shapes, same threads) divided by
 blasprop's epoch time.  100% would mean blasprop spends nothing outside gemm.
 
     python bench/large.py [--quick] [--standin] [--no-torch]
@@ -50,8 +51,15 @@ def gemm_trainer(dtype):
     """A stand-in "trainer" that does only an epoch's matrix products, so it is
     timed exactly like the libraries (same calibration, interleaved samples):
     per batch, X.W for each layer (forward), A^T.delta for each layer (weight
-    gradients) and delta.W^T for each layer but the first (deltas below),
-    numpy matmul into preallocated arrays."""
+    gradients) and delta.W^T for each layer but the first (deltas below).
+
+    It calls scipy.linalg.blas gemm -- the OpenBLAS that blasprop reaches
+    through scipy.linalg.cython_blas -- on preallocated row-major arrays,
+    passed as their Fortran-order transposes so that nothing is copied:
+    row-major C = A.B is column-major C^T = B^T.A^T."""
+    from scipy.linalg import blas
+
+    gemm = blas.sgemm if np.dtype(dtype) == np.float32 else blas.dgemm
     rng = np.random.default_rng(0)
     W = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(LAYERS[:-1], LAYERS[1:])]
     G = [np.empty_like(w) for w in W]
@@ -72,19 +80,35 @@ def gemm_trainer(dtype):
         for _ in range(epochs):
             for b in sizes:
                 A, Z, D, E = bufs[b]
-                for i in range(len(W)):
-                    np.matmul(A[i], W[i], out=Z[i])
-                for i in range(len(W)):
-                    np.matmul(A[i].T, D[i], out=G[i])
-                for i in range(1, len(W)):
-                    np.matmul(D[i], W[i].T, out=E[i])
+                for i in range(len(W)):        # Z = A W
+                    gemm(1.0, W[i].T, A[i].T, c=Z[i].T, overwrite_c=1)
+                for i in range(len(W)):        # G = A^T D
+                    gemm(1.0, D[i].T, A[i].T, trans_b=1, c=G[i].T, overwrite_c=1)
+                for i in range(1, len(W)):     # E = D W^T
+                    gemm(1.0, W[i].T, D[i].T, trans_a=1, c=E[i].T, overwrite_c=1)
         return epochs
 
     return train
 
 
+def check_gemm_trainer():
+    """The products above are the intended ones, in place (no copies)."""
+    from scipy.linalg import blas
+
+    rng = np.random.default_rng(1)
+    A, W, D = rng.random((5, 4)), rng.random((4, 3)), rng.random((5, 3))
+    Z, G, E = np.empty((5, 3)), np.empty((4, 3)), np.empty((5, 4))
+    assert np.shares_memory(blas.dgemm(1.0, W.T, A.T, c=Z.T, overwrite_c=1), Z)
+    assert np.shares_memory(blas.dgemm(1.0, D.T, A.T, trans_b=1, c=G.T, overwrite_c=1), G)
+    assert np.shares_memory(blas.dgemm(1.0, W.T, D.T, trans_a=1, c=E.T, overwrite_c=1), E)
+    np.testing.assert_allclose(Z, A @ W)
+    np.testing.assert_allclose(G, A.T @ D)
+    np.testing.assert_allclose(E, D @ W.T)
+
+
 def run(cfg: Config, impls) -> Section:
     """BLAS-bound workload (seconds per epoch, all cores)."""
+    check_gemm_trainer()
     n = cfg.large_rows
     tr = impls.torch
     X64, y = make_data(n)
@@ -126,8 +150,9 @@ def run(cfg: Config, impls) -> Section:
             for r in data]
     md = (f"Seconds per epoch of {n:,} rows, layers {list(LAYERS)}, relu, softmax + log-loss, "
           f"Adam, batch {BATCH}; median of {cfg.repeats}; {threads_line(ALL_CORES, tr)}. "
-          "'gemm only' times just the epoch's matrix products (numpy matmul, preallocated; "
-          "timed interleaved with the libraries); "
+          "'gemm only' times just the epoch's matrix products (scipy.linalg.blas gemm, the "
+          "OpenBLAS blasprop calls, on preallocated arrays; timed interleaved with the "
+          "libraries); "
           "the fraction columns are gemm-only time / epoch time of each library.\n\n"
           + md_table(headers, rows) + "\n\n" + "\n".join(f"- {x}" for x in notes)
           + impls.standin_note)

@@ -19,7 +19,7 @@ import large  # noqa: E402
 import plot  # noqa: E402
 import predict  # noqa: E402
 import seed  # noqa: E402
-from _common import BENCH_DIR, Config, load_impls, machine_info, machine_md, md_table  # noqa: E402
+from _common import ALL_CORES, BENCH_DIR, Config, load_impls, machine_info, machine_md, md_table  # noqa: E402
 
 WORKLOADS = {"seed": seed.run, "large": large.run, "predict": predict.run}
 
@@ -148,6 +148,10 @@ def main(argv=None):
           "the machine may be shared, so compare columns within a row: they were timed "
           "interleaved in the same run).\n",
           "## Machine\n", machine_md(info) + "\n"]
+    if max(info["loadavg_1m"] or 0, end_load) >= ALL_CORES:
+        md.append(f"**The load average reached the core count ({ALL_CORES}) during this run: "
+                  "other work shared the CPU, so the all-cores rows (BLAS-bound workload, "
+                  "inference) are much noisier than the one-thread rows.**\n")
     if not real:
         md.append("**blasprop was not importable for this run"
                   + (": scikit-learn stood in for it (`blasprop*`)." if impls.blasprop else ".")
