@@ -22,7 +22,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, shuffle
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.optimize import _check_optimize_result
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from . import _core
 from ._progress import EpochReporter
@@ -250,7 +250,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
     def _score_output(self, output, y, sample_weight):
         """Validation score (early stopping) from the network's output."""
 
-    def _extra_sample_weight(self, y, sample_weight):
+    def _extra_sample_weight(self, y, sample_weight, incremental):
         return sample_weight
 
     # ------------------------------------------------------------------
@@ -357,7 +357,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         dtype = X.dtype
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
-        sample_weight = self._extra_sample_weight(y, sample_weight)
+        sample_weight = self._extra_sample_weight(y, sample_weight, incremental)
         if Y.ndim == 1:
             Y = Y.reshape((-1, 1))
         self.n_outputs_ = Y.shape[1]
@@ -713,6 +713,3 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
                 " optimizers. %s is not stochastic." % self.solver
             )
         return True
-
-    def _check_fitted(self):
-        check_is_fitted(self)

@@ -172,15 +172,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                     "`y` has classes not in `self.classes_`. "
                     f"`self.classes_` has {self.classes_}. 'y' has {classes}."
                 )
-        self._y_for_weights = y
         y = self._label_binarizer.transform(y).astype(bool)
         return X, y
 
-    def _extra_sample_weight(self, y, sample_weight):
-        y = self.__dict__.pop("_y_for_weights", y)
+    def _extra_sample_weight(self, y, sample_weight, incremental):
         if self.class_weight is None:
             return sample_weight
-        if self.class_weight == "balanced" and self._in_partial_fit:
+        if self.class_weight == "balanced" and incremental:
             raise ValueError(
                 "class_weight 'balanced' is not supported for partial_fit. Pass the "
                 "weights of the classes as a dict, e.g. from "
@@ -190,8 +188,6 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if sample_weight is None:
             return cw.astype(np.float64)
         return sample_weight * cw.astype(sample_weight.dtype)
-
-    _in_partial_fit = False
 
     def _validation_targets(self, Y_val):
         return self._label_binarizer.inverse_transform(Y_val)
@@ -235,11 +231,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                 self._label_binarizer.fit(y)
             else:
                 self._label_binarizer.fit(classes)
-        self._in_partial_fit = True
-        try:
-            return self._fit(X, y, sample_weight=sample_weight, incremental=True)
-        finally:
-            del self._in_partial_fit
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict_log_proba(self, X):
         """Log of the probability estimates, ``log(predict_proba(X))``."""

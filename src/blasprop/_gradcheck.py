@@ -17,14 +17,15 @@ def _objective_parts(est, X, y, sample_weight):
     X, Y = est._validate_input(X, y, incremental=False, reset=False)
     if sample_weight is not None:
         sample_weight = _check_sample_weight(sample_weight, X)
-    sample_weight = est._extra_sample_weight(y, sample_weight)
+    sample_weight = est._extra_sample_weight(y, sample_weight, False)
     if Y.ndim == 1:
         Y = Y.reshape(-1, 1)
     return X, Y, sample_weight
 
 
-def _objective(est, X, Y, sw, params, dtype, dropout_seed=0):
-    """Training loss (with the L2 term) and its backprop gradient at params.
+def _objective(est, X, Y, sw, dtype, dropout_seed=0):
+    """A function params -> (training loss with the L2 term, backprop
+    gradient), in ``dtype``; layout, buffers and input are built once.
 
     With dropout, the training-mode network with the masks drawn from
     ``dropout_seed`` (the same masks at every call)."""
@@ -35,11 +36,16 @@ def _objective(est, X, Y, sw, params, dtype, dropout_seed=0):
     ws = net.workspace(dtype, X_in.sparse)
     Y = np.ascontiguousarray(Y, dtype=dtype)
     sw = np.empty(0, dtype) if sw is None else np.ascontiguousarray(sw, dtype=dtype)
-    p = np.ascontiguousarray(params, dtype=dtype)
+    p = np.empty(net.layout.n_params, dtype=dtype)
     g = np.empty_like(p)
-    loss = _core.objective(net.layout, ws, X_in, Y, sw, p, g, float(est.alpha),
-                           dropout_seed if net.has_dropout else -1)
-    return loss, g, net
+    seed = dropout_seed if net.has_dropout else -1
+
+    def objective(params):
+        p[:] = params
+        loss = _core.objective(net.layout, ws, X_in, Y, sw, p, g, float(est.alpha), seed)
+        return loss, g
+
+    return objective
 
 
 def check_gradients(estimator, X, y, sample_weight=None, *, eps=1e-6,
@@ -87,8 +93,8 @@ def check_gradients(estimator, X, y, sample_weight=None, *, eps=1e-6,
     dtype = est.coefs_[0].dtype
     net = est._network(X.shape[0], dtype)
     params = net.pack(est.coefs_, est.intercepts_, np.float64)
-    _, analytic, _ = _objective(est, X, Y, sw, params, dtype)
-    analytic = analytic.astype(np.float64)
+    analytic = _objective(est, X, Y, sw, dtype)(params)[1].astype(np.float64)
+    loss64 = _objective(est, X, Y, sw, np.float64)
 
     # parameters to check, per layer
     rng = check_random_state(random_state)
@@ -114,9 +120,9 @@ def check_gradients(estimator, X, y, sample_weight=None, *, eps=1e-6,
         for j, p in enumerate(idx):
             old = params[p]
             params[p] = old + eps
-            plus = _objective(est, X, Y, sw, params, np.float64)[0]
+            plus = loss64(params)[0]
             params[p] = old - eps
-            minus = _objective(est, X, Y, sw, params, np.float64)[0]
+            minus = loss64(params)[0]
             params[p] = old
             numeric[j] = (plus - minus) / (2 * eps)
         scale = max(np.max(np.abs(numeric)), np.finfo(np.float64).tiny)
