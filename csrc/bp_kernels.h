@@ -48,9 +48,13 @@ double bp_uniform(uint64_t *state);
 int bp_act_needs_z(int act);
 
 #define BP_DECLARE(REAL, S)                                                        \
-    /* a[i, j] = f(z[i, j] + b[j]); z is overwritten with z + b when z != a. */   \
-    void bp_bias_act_##S(int act, REAL *z, REAL *a, const REAL *b,                \
-                         ptrdiff_t rows, ptrdiff_t cols);                         \
+    /* z[i, :] = b for every row: the bias, placed before the layer's gemm    \
+     * adds A W onto it (beta = 1). */                                           \
+    void bp_fill_rows_##S(REAL *z, const REAL *b, ptrdiff_t rows,                 \
+                          ptrdiff_t cols);                                        \
+    /* a = f(z) for a rows x cols block; z is kept when z != a. */               \
+    void bp_activate_##S(int act, const REAL *z, REAL *a, ptrdiff_t rows,         \
+                         ptrdiff_t cols);                                         \
     /* delta *= f'(z) elementwise, from z or from a = f(z). */                    \
     void bp_act_grad_##S(int act, const REAL *z, const REAL *a, REAL *delta,      \
                          ptrdiff_t n);                                            \

@@ -55,21 +55,17 @@ BP_MULTIVERSION static void S(bp_act_inplace)(int act, REAL *x, ptrdiff_t cols)
     }
 }
 
-void S(bp_bias_act)(int act, REAL *z, REAL *a, const REAL *b,
-                    ptrdiff_t rows, ptrdiff_t cols)
+void S(bp_fill_rows)(REAL *z, const REAL *b, ptrdiff_t rows, ptrdiff_t cols)
 {
-    ptrdiff_t i, j;
-    for (i = 0; i < rows; ++i) {
-        REAL *zr = z + i * cols;
-        REAL *ar = a + i * cols;
-        if (zr == ar) {
-            for (j = 0; j < cols; ++j) ar[j] += b[j];
-        } else {
-            /* z keeps z + b for the backward pass of gelu and silu */
-            for (j = 0; j < cols; ++j) zr[j] += b[j];
-            memcpy(ar, zr, (size_t)cols * sizeof(REAL));
-        }
-    }
+    ptrdiff_t i;
+    for (i = 0; i < rows; ++i) memcpy(z + i * cols, b, (size_t)cols * sizeof(REAL));
+}
+
+void S(bp_activate)(int act, const REAL *z, REAL *a, ptrdiff_t rows, ptrdiff_t cols)
+{
+    ptrdiff_t i;
+    /* z keeps the pre-activation for the backward pass of gelu and silu */
+    if (z != a) memcpy(a, z, (size_t)(rows * cols) * sizeof(REAL));
     if (act == BP_SOFTMAX) {
         for (i = 0; i < rows; ++i) S(bp_act_inplace)(act, a + i * cols, cols);
     } else {

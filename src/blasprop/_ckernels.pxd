@@ -9,8 +9,10 @@ cdef extern from "bp_kernels.h" nogil:
     void bp_mul_d(double *x, const double *m, Py_ssize_t n)
     void bp_mul_f(float *x, const float *m, Py_ssize_t n)
 
-    void bp_bias_act_d(int act, double *z, double *a, const double *b, Py_ssize_t rows, Py_ssize_t cols)
-    void bp_bias_act_f(int act, float *z, float *a, const float *b, Py_ssize_t rows, Py_ssize_t cols)
+    void bp_fill_rows_d(double *z, const double *b, Py_ssize_t rows, Py_ssize_t cols)
+    void bp_fill_rows_f(float *z, const float *b, Py_ssize_t rows, Py_ssize_t cols)
+    void bp_activate_d(int act, const double *z, double *a, Py_ssize_t rows, Py_ssize_t cols)
+    void bp_activate_f(int act, const float *z, float *a, Py_ssize_t rows, Py_ssize_t cols)
     void bp_act_grad_d(int act, const double *z, const double *a, double *delta, Py_ssize_t n)
     void bp_act_grad_f(int act, const float *z, const float *a, float *delta, Py_ssize_t n)
     double bp_loss_delta_d(int loss, Py_ssize_t rows, Py_ssize_t cols, const double *p, const double *y, const double *sw, double *delta, double huber_delta)
@@ -32,12 +34,21 @@ cdef extern from "bp_kernels.h" nogil:
 # One fused entry point per kernel: the dtype picks the C function.
 from cython cimport floating
 
-cdef inline void bias_act(int act, floating *z, floating *a, const floating *b,
-                          Py_ssize_t rows, Py_ssize_t cols) noexcept nogil:
+cdef inline void fill_rows(floating *z, const floating *b, Py_ssize_t rows,
+                           Py_ssize_t cols) noexcept nogil:
     if floating is double:
-        bp_bias_act_d(act, z, a, b, rows, cols)
+        bp_fill_rows_d(z, b, rows, cols)
     else:
-        bp_bias_act_f(act, z, a, b, rows, cols)
+        bp_fill_rows_f(z, b, rows, cols)
+
+
+cdef inline void activate(int act, const floating *z, floating *a, Py_ssize_t rows,
+                          Py_ssize_t cols) noexcept nogil:
+    if floating is double:
+        bp_activate_d(act, z, a, rows, cols)
+    else:
+        bp_activate_f(act, z, a, rows, cols)
+
 
 cdef inline void act_grad(int act, const floating *z, const floating *a,
                           floating *delta, Py_ssize_t n) noexcept nogil:

@@ -31,8 +31,8 @@ from libc.string cimport memcpy, memset
 
 from ._blas cimport gemm, blas_int
 from ._ckernels cimport (
-    bp_act_needs_z, bias_act, act_grad, loss_delta, loss_only, colsum_add,
-    finish_grad, sumsq, step, all_finite, dropout, mul,
+    bp_act_needs_z, fill_rows, activate, act_grad, loss_delta,
+    loss_only, colsum_add, finish_grad, sumsq, step, all_finite, dropout, mul,
 )
 from libc.stdint cimport uint64_t, int32_t, int64_t
 
@@ -288,12 +288,11 @@ cdef inline floating _csr_value(const Source *src, Py_ssize_t p,
 cdef void _csr_matmul(const Source *src, const Py_ssize_t *rows, Py_ssize_t start,
                       Py_ssize_t n, const floating *W, Py_ssize_t n_out,
                       floating *out) noexcept nogil:
-    """out (n x n_out) = X[rows] @ W for CSR X."""
+    """out (n x n_out) += X[rows] @ W for CSR X."""
     cdef Py_ssize_t r, p, j, row
     cdef floating v
     cdef floating *o
     cdef const floating *w
-    memset(out, 0, n * n_out * sizeof(floating))
     for r in range(n):
         row = rows[r] if rows != NULL else start + r
         o = out + r * n_out
@@ -355,6 +354,9 @@ cdef void _forward(const Net *net, const Source *src, const Py_ssize_t *rows,
             kept = <floating *> drop.keep + net.d_off[l]
         out_z = zs + net.z_off[l] if net.z_off[l] >= 0 else (
             kept if kept != NULL else out_a)
+        # the bias first, then gemm adds A W onto it (beta = 1): no separate
+        # pass to add the bias, and BLAS skips its pass that clears C
+        fill_rows(out_z, params + net.icpt_off[l], n, fan_out)
         if l == 0:
             if src.sparse:
                 _csr_matmul(src, rows, start, n, params + net.coef_off[0],
@@ -366,18 +368,18 @@ cdef void _forward(const Net *net, const Source *src, const Py_ssize_t *rows,
                 ldx[0] = ld
                 gemm(False, False, <blas_int> n, <blas_int> fan_out, <blas_int> fan_in,
                      <floating> 1, inp, <blas_int> ld, params + net.coef_off[0],
-                     <blas_int> fan_out, <floating> 0, out_z, <blas_int> fan_out)
+                     <blas_int> fan_out, <floating> 1, out_z, <blas_int> fan_out)
         else:
             gemm(False, False, <blas_int> n, <blas_int> fan_out, <blas_int> fan_in,
                  <floating> 1, acts + net.act_off[l - 1], <blas_int> fan_in,
-                 params + net.coef_off[l], <blas_int> fan_out, <floating> 0,
+                 params + net.coef_off[l], <blas_int> fan_out, <floating> 1,
                  out_z, <blas_int> fan_out)
         if kept != NULL:
-            bias_act(net.act[l], out_z, kept, params + net.icpt_off[l], n, fan_out)
+            activate(net.act[l], out_z, kept, n, fan_out)
             dropout(kept, out_a, <floating *> drop.mask + net.d_off[l],
                     n * fan_out, net.drop[l], &drop.state)
         else:
-            bias_act(net.act[l], out_z, out_a, params + net.icpt_off[l], n, fan_out)
+            activate(net.act[l], out_z, out_a, n, fan_out)
 
 
 cdef const floating *_rows_of(const floating *M, Py_ssize_t width,
