@@ -10,9 +10,11 @@
  * column sums, the optimizer step) are also compiled for x86-64-v3 (AVX2,
  * FMA) and chosen at load time by CPU features (GCC's target_clones: an
  * ifunc, so ELF platforms only); elsewhere the portable build runs. Wheels
- * get the wide vectors without -march=native, as BLAS does. Under -std=c11
- * GCC does not contract into FMA, so both versions round identically.
- * Measured: the logistic activation went from 7.8 to 2.7 ns per element. */
+ * get the wide vectors without -march=native, as BLAS does. meson.build
+ * allows contraction into FMA, which only the AVX2 clone has: the two
+ * versions can differ in the last place, as BLAS kernels for different
+ * CPUs do. Measured (logistic, float64, ns per element): 7.8 portable,
+ * 2.7 AVX2, 2.1 AVX2 with FMA and no NaN test in exp. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
 #define BP_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
@@ -45,7 +47,9 @@ double bp_uniform(uint64_t *state)
  * the exponent bits. expm1 and tanh share the same pieces. x is clamped to the normal range first, so very
  * negative x give the smallest normal number instead of 0 and very large x
  * give the largest power below overflow instead of inf: it serves logistic
- * and softmax, where those ends round to the same outputs. NaN propagates.
+ * and softmax, where those ends round to the same outputs. NaN propagates
+ * without a test: the clamp keeps it, so r is NaN and so is every result
+ * built from r, whatever scale its bits made.
  */
 /* x = n ln2 + r, |r| <= ln2/2 (x clamped to the normal range first);
  * returns r and sets *scale = 2^n, built from the bits of x log2(e) + 1.5 2^52
@@ -81,7 +85,7 @@ static inline double bp_expm1_reduced_d(double r)
 static inline double bp_exp_d(double x)
 {
     double scale, r = bp_reduce_d(x, &scale);
-    return x == x ? scale * (1.0 + bp_expm1_reduced_d(r)) : x;
+    return scale * (1.0 + bp_expm1_reduced_d(r));
 }
 
 static inline float bp_reduce_f(float x, float *scale)
@@ -108,7 +112,7 @@ static inline float bp_expm1_reduced_f(float r)
 static inline float bp_exp_f(float x)
 {
     float scale, r = bp_reduce_f(x, &scale);
-    return x == x ? scale * (1.0f + bp_expm1_reduced_f(r)) : x;
+    return scale * (1.0f + bp_expm1_reduced_f(r));
 }
 
 /*
@@ -121,7 +125,7 @@ static inline float bp_exp_f(float x)
 static inline double bp_expm1_d(double x)
 {
     double scale, r = bp_reduce_d(x, &scale);
-    return x == x ? scale * bp_expm1_reduced_d(r) + (scale - 1.0) : x;
+    return scale * bp_expm1_reduced_d(r) + (scale - 1.0);
 }
 
 static inline double bp_tanh_d(double x)
@@ -135,7 +139,7 @@ static inline double bp_tanh_d(double x)
 static inline float bp_expm1_f(float x)
 {
     float scale, r = bp_reduce_f(x, &scale);
-    return x == x ? scale * bp_expm1_reduced_f(r) + (scale - 1.0f) : x;
+    return scale * bp_expm1_reduced_f(r) + (scale - 1.0f);
 }
 
 static inline float bp_tanh_f(float x)
