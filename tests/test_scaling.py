@@ -36,6 +36,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.datasets import make_classification, make_regression
 from sklearn.model_selection import GridSearchCV
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from blasprop import MLPClassifier, MLPRegressor
@@ -290,6 +291,11 @@ def test_pickle_is_about_the_size_of_the_weights(solver, dtype):
     # weights without early stopping
     bound = (1 + _OPTIMIZER_STATE[solver]) * weights + 8192
     assert len(blob) < bound, (len(blob), weights, len(blob) / weights)
+    # and no larger than scikit-learn's pickle of the same model
+    shared = SkMLPClassifier().get_params().keys()
+    reference = SkMLPClassifier(**{k: v for k, v in est.get_params().items()
+                                   if k in shared}).fit(X, y)
+    assert len(blob) <= len(pickle.dumps(reference)), (len(blob), len(pickle.dumps(reference)))
 
     loaded = pickle.loads(blob)
     assert loaded.coefs_[0].dtype == dtype
