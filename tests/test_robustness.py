@@ -427,9 +427,29 @@ def _result_arrays(result):
     return [np.asarray(result)]
 
 
+def _record(**outcome):
+    """With BLASPROP_OUTCOMES=path, append what a case did to that file (JSON
+    lines; ``python tests/outcomes_table.py path`` makes the table of
+    docs/bad-input.md from it). Without it, nothing."""
+    path = os.environ.get("BLASPROP_OUTCOMES")
+    if path:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"test": test, **outcome}) + "\n")
+
+
+def _outcome(exc_type, value):
+    if exc_type is None:
+        return "no error"
+    first = str(value).strip().splitlines()[0] if str(value).strip() else ""
+    return f"{_family(exc_type).__name__}: {first[:110]}"
+
+
 def assert_same_as_sklearn(scenario, expect_error=True):
     (sk_type, sk_val), sk_warn = _run(scenario, SK)
     (bp_type, bp_val), bp_warn = _run(scenario, BP)
+    _record(blasprop=_outcome(bp_type, bp_val), sklearn=_outcome(sk_type, sk_val),
+            warnings=sorted({w[0] for w in bp_warn}))
     if expect_error:
         assert sk_type is not None, "sklearn raised nothing: the scenario is wrong"
     same_type = bp_type is sk_type or (
@@ -876,6 +896,9 @@ def test_absurd_sizes_fail_cleanly(case, absurd_results):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     bp, sk = done[(case, "blasprop")], done[(case, "sklearn")]
+    _record(blasprop=_caught_as(bp["outcome"]) or "no error",
+            sklearn=_caught_as(sk["outcome"]) or "no error",
+            seconds=round(bp["seconds"], 3), resident=bp["resident"])
     assert _caught_as(bp["outcome"]) == _caught_as(sk["outcome"]), (bp, sk)
     if bp["outcome"] is not None:
         assert _caught_as(bp["outcome"]) in ("MemoryError", "ValueError"), bp
