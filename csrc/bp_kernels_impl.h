@@ -218,27 +218,34 @@ void S(bp_finish_grad)(REAL *g, const REAL *p, ptrdiff_t n_coef, ptrdiff_t n,
     for (; i < n; ++i) g[i] /= sc;
 }
 
+/* Sum of squares in double with sixteen partial sums: a single accumulator
+ * would wait on the latency of each addition, and sixteen in a fixed order
+ * are four AVX2 registers (GCC does not reorder a floating-point sum by
+ * itself). Inlined into the step, so that it also gets the AVX2 clone. */
+static inline double S(bp_sumsq_inline)(const REAL *x, ptrdiff_t n)
+{
+    double acc[16] = {0.0}, s = 0.0;
+    ptrdiff_t i, k;
+    for (i = 0; i + 16 <= n; i += 16)
+        for (k = 0; k < 16; ++k) acc[k] += (double)x[i + k] * (double)x[i + k];
+    for (; i < n; ++i) s += (double)x[i] * (double)x[i];
+    for (k = 0; k < 16; ++k) s += acc[k];
+    return s;
+}
+
 double S(bp_sumsq)(const REAL *x, ptrdiff_t n)
 {
-    /* four partial sums: one accumulator would wait on the latency of each
-     * addition (the loop runs over every weight once per batch) */
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-    ptrdiff_t i;
-    for (i = 0; i + 4 <= n; i += 4) {
-        s0 += (double)x[i] * (double)x[i];
-        s1 += (double)x[i + 1] * (double)x[i + 1];
-        s2 += (double)x[i + 2] * (double)x[i + 2];
-        s3 += (double)x[i + 3] * (double)x[i + 3];
-    }
-    for (; i < n; ++i) s0 += (double)x[i] * (double)x[i];
-    return (s0 + s1) + (s2 + s3);
+    return S(bp_sumsq_inline)(x, n);
 }
 
 /* Update of p[lo:hi]; `adam`, `coef` and `scaled` are constants at each call
  * site so the compiler emits branch-free loops. `scaled` is 0 when the
  * batch's weight sum is exactly 1 (batch size 1 without weights): x / 1 == x,
- * and skipping the division is most of the step's cost there. */
-double S(bp_sumsq)(const REAL *x, ptrdiff_t n);
+ * and skipping the division is most of the step's cost there. The weights are
+ * updated a block at a time and their squares summed (the next batch's L2
+ * term) while the block is still in L1: a second pass over all the weights
+ * read them back from L2, 15% of a batch-1 epoch of the seed network. */
+#define BP_STEP_BLOCK 512
 
 static inline double S(bp_step_range)(int adam, int coef, int scaled, REAL *p, REAL *s1,
                                       REAL *s2, const REAL *g, ptrdiff_t lo,
@@ -246,27 +253,31 @@ static inline double S(bp_step_range)(int adam, int coef, int scaled, REAL *p, R
                                       REAL mu, int nesterov, REAL b1, REAL c1,
                                       REAL b2, REAL c2, REAL ep, REAL keep)
 {
-    ptrdiff_t i;
-    for (i = lo; i < hi; ++i) {
-        /* same order of operations as scikit-learn: (A'delta + alpha W) / n */
-        REAL gi = coef ? g[i] + al * p[i] : g[i];
-        if (scaled) gi /= sc;
-        if (adam) {
-            if (coef) p[i] *= keep;
-            s1[i] = b1 * s1[i] + c1 * gi;
-            s2[i] = b2 * s2[i] + c2 * (gi * gi);
-            p[i] += -eta * s1[i] / (MATH(sqrt)(s2[i]) + ep);
-        } else if (nesterov < 0) {
-            /* momentum 0: sklearn's update is 0 * v - lr g = -(lr g) either
-             * way, and the velocity is never read again */
-            p[i] += -(eta * gi);
-        } else {
-            s1[i] = mu * s1[i] - eta * gi;
-            p[i] += nesterov ? mu * s1[i] - eta * gi : s1[i];
+    ptrdiff_t i, b, e;
+    double ss = 0.0;
+    for (b = lo; b < hi; b = e) {
+        e = hi - b > BP_STEP_BLOCK ? b + BP_STEP_BLOCK : hi;
+        for (i = b; i < e; ++i) {
+            /* same order of operations as scikit-learn: (A'delta + alpha W) / n */
+            REAL gi = coef ? g[i] + al * p[i] : g[i];
+            if (scaled) gi /= sc;
+            if (adam) {
+                if (coef) p[i] *= keep;
+                s1[i] = b1 * s1[i] + c1 * gi;
+                s2[i] = b2 * s2[i] + c2 * (gi * gi);
+                p[i] += -eta * s1[i] / (MATH(sqrt)(s2[i]) + ep);
+            } else if (nesterov < 0) {
+                /* momentum 0: sklearn's update is 0 * v - lr g = -(lr g) either
+                 * way, and the velocity is never read again */
+                p[i] += -(eta * gi);
+            } else {
+                s1[i] = mu * s1[i] - eta * gi;
+                p[i] += nesterov ? mu * s1[i] - eta * gi : s1[i];
+            }
         }
+        if (coef) ss += S(bp_sumsq_inline)(p + b, e - b);
     }
-    /* the next batch's L2 term; the weights are still in cache */
-    return coef ? S(bp_sumsq)(p + lo, hi - lo) : 0.0;
+    return ss;
 }
 
 BP_MULTIVERSION double S(bp_step)(int solver, REAL *p, REAL *s1, REAL *s2, REAL *g,
