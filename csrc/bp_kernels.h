@@ -76,6 +76,8 @@ int bp_act_needs_z(int act);
                             ptrdiff_t n, double alpha, double scale);             \
     /* sum of squares of x[:n], accumulated in double */                          \
     double bp_sumsq_##S(const REAL *x, ptrdiff_t n);                              \
+    /* x *= c; returns the sum of squares of x before, in double */             \
+    double bp_decay_sumsq_##S(REAL *x, ptrdiff_t n, REAL c);                      \
     /* Fused mini-batch step: g = (g + alpha p) / sw_sum on the weights       \
      * (g / sw_sum on the intercepts), then the SGD (solver 0) or Adam /     \
      * AdamW (solver 1) update of p. Returns sum(p[:n_coef]^2) after the     \

@@ -218,6 +218,10 @@ void S(bp_finish_grad)(REAL *g, const REAL *p, ptrdiff_t n_coef, ptrdiff_t n,
     for (; i < n; ++i) g[i] /= sc;
 }
 
+/* Parameters per block for the step and the decay: each block is summed
+ * while it is still in L1. */
+#define BP_STEP_BLOCK 512
+
 /* Sum of squares in double with sixteen partial sums: a single accumulator
  * would wait on the latency of each addition, and sixteen in a fixed order
  * are four AVX2 registers (GCC does not reorder a floating-point sum by
@@ -238,6 +242,18 @@ double S(bp_sumsq)(const REAL *x, ptrdiff_t n)
     return S(bp_sumsq_inline)(x, n);
 }
 
+BP_MULTIVERSION double S(bp_decay_sumsq)(REAL *x, ptrdiff_t n, REAL c)
+{
+    ptrdiff_t b, e, i;
+    double ss = 0.0;
+    for (b = 0; b < n; b = e) {
+        e = n - b > BP_STEP_BLOCK ? b + BP_STEP_BLOCK : n;
+        ss += S(bp_sumsq_inline)(x + b, e - b);
+        for (i = b; i < e; ++i) x[i] *= c;
+    }
+    return ss;
+}
+
 /* Update of p[lo:hi]; `adam`, `coef` and `scaled` are constants at each call
  * site so the compiler emits branch-free loops. `scaled` is 0 when the
  * batch's weight sum is exactly 1 (batch size 1 without weights): x / 1 == x,
@@ -245,8 +261,6 @@ double S(bp_sumsq)(const REAL *x, ptrdiff_t n)
  * updated a block at a time and their squares summed (the next batch's L2
  * term) while the block is still in L1: a second pass over all the weights
  * read them back from L2, 15% of a batch-1 epoch of the seed network. */
-#define BP_STEP_BLOCK 512
-
 static inline double S(bp_step_range)(int adam, int coef, int scaled, REAL *p, REAL *s1,
                                       REAL *s2, const REAL *g, ptrdiff_t lo,
                                       ptrdiff_t hi, REAL al, REAL sc, REAL eta,

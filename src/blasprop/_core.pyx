@@ -32,7 +32,8 @@ from libc.string cimport memcpy, memset
 from ._blas cimport gemm, blas_int
 from ._ckernels cimport (
     bp_act_needs_z, fill_rows, activate, act_grad, loss_delta,
-    loss_only, colsum_add, finish_grad, sumsq, step, all_finite, dropout, mul,
+    loss_only, colsum_add, finish_grad, sumsq, decay_sumsq, step, all_finite,
+    dropout, mul,
 )
 from libc.stdint cimport uint64_t, int32_t, int64_t
 
@@ -306,8 +307,8 @@ cdef void _csr_matmul(const Source *src, const Py_ssize_t *rows, Py_ssize_t star
 
 cdef void _csr_grad(const Source *src, const Py_ssize_t *rows, Py_ssize_t start,
                     Py_ssize_t n, const floating *delta, Py_ssize_t n_out,
-                    floating *G) noexcept nogil:
-    """G (n_features x n_out) += X[rows].T @ delta for CSR X."""
+                    floating scale, floating *G) noexcept nogil:
+    """G (n_features x n_out) += scale X[rows].T @ delta for CSR X."""
     cdef Py_ssize_t r, p, j, row
     cdef floating v
     cdef floating *g
@@ -317,7 +318,7 @@ cdef void _csr_grad(const Source *src, const Py_ssize_t *rows, Py_ssize_t start,
         d = delta + r * n_out
         for p in range(_ix(src.indptr, src.indptr_size, row),
                        _ix(src.indptr, src.indptr_size, row + 1)):
-            v = _csr_value(src, p, delta)
+            v = scale * _csr_value(src, p, delta)
             g = G + _ix(src.indices, src.indices_size, p) * n_out
             for j in range(n_out):
                 g[j] += v * d[j]
@@ -394,19 +395,53 @@ cdef const floating *_rows_of(const floating *M, Py_ssize_t width,
     return buf
 
 
+cdef struct Direct:
+    # Plain SGD (momentum 0) applied during the backward pass: sklearn's
+    # W -= lr (A'delta + alpha W) / S as W *= 1 - lr alpha / S, then
+    # W += (-lr / S) A'delta by the same gemm that would have written the
+    # gradient. Saves writing and reading back a gradient the size of the
+    # weights; the sums round differently from sklearn's in the last place.
+    void *params        # the parameter vector, updated in place
+    double lr
+    double alpha        # L2 penalty
+    double ss           # out: sum of squared weights before the update
+
+
+cdef void _sgd_update(Direct *direct, const Net *net, const Source *src,
+                      const Py_ssize_t *rows, Py_ssize_t start, Py_ssize_t n,
+                      Py_ssize_t l, const floating *a_in, Py_ssize_t ld_in,
+                      const floating *delta, double s) noexcept nogil:
+    """Layer l's weights, in place: the L2 decay (summing the squares it
+    decays: this batch's L2 term), then the data term."""
+    cdef Py_ssize_t fan_in = net.units[l], fan_out = net.units[l + 1]
+    cdef floating *W = <floating *> direct.params + net.coef_off[l]
+    cdef floating scale = <floating> (-direct.lr / s)
+    if direct.alpha > 0:
+        direct.ss += decay_sumsq(W, fan_in * fan_out,
+                                 <floating> (1.0 - direct.lr * direct.alpha / s))
+    if l == 0 and src.sparse:
+        _csr_grad(src, rows, start, n, delta, fan_out, scale, W)
+    else:
+        gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> n,
+             scale, a_in, <blas_int> ld_in, delta, <blas_int> fan_out,
+             <floating> 1, W, <blas_int> fan_out)
+
+
 cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
                      Py_ssize_t start, Py_ssize_t n, const floating *Y,
                      const floating *sw, const floating *params,
                      floating *grads, floating *xbuf, floating *ybuf,
                      floating *swbuf, floating *acts, floating *zs,
                      floating *d0, floating *d1, double *sw_sum,
-                     bint accumulate, Dropout *drop) noexcept nogil:
+                     bint accumulate, Dropout *drop, Direct *direct) noexcept nogil:
     """Forward, loss and backward for one chunk of rows.
 
     Writes (or with ``accumulate`` adds) X'delta and colsum(delta) of every
     layer into ``grads`` (not yet divided by the weight sum, no L2 term),
     adds the chunk's weight sum into ``sw_sum`` and returns the chunk's
-    weighted loss sum."""
+    weighted loss sum. With ``direct`` (plain SGD), the weights are updated
+    in place instead (see ``_sgd_update``) and only the intercepts' sums go
+    into ``grads``."""
     cdef Py_ssize_t L = net.n_layers, k = net.units[L]
     cdef Py_ssize_t l, r, fan_in, fan_out, ldx = 0
     cdef const floating *xin = NULL
@@ -417,6 +452,8 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
     cdef floating *tmp
     cdef floating *a_prev
     cdef floating *z_prev
+    cdef const floating *a_in
+    cdef Py_ssize_t ld_in
     cdef double loss, s = 0.0
     cdef floating beta = 1 if accumulate else 0
 
@@ -424,7 +461,7 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
         # the matrix products below overwrite the weights' gradients; the
         # intercepts' (and a sparse first layer's) are sums, start them at 0
         memset(grads + net.n_coef, 0, (net.n_params - net.n_coef) * sizeof(floating))
-        if src.sparse:
+        if src.sparse and direct == NULL:
             memset(grads, 0, net.units[0] * net.units[1] * sizeof(floating))
 
     y = _rows_of(Y, k, rows, start, n, ybuf)
@@ -443,37 +480,39 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
     for l in range(L - 1, -1, -1):
         fan_in = net.units[l]
         fan_out = net.units[l + 1]
+        a_in = xin if l == 0 else acts + net.act_off[l - 1]
+        ld_in = ldx if l == 0 else fan_in
         # dW_l += A_l' delta ; db_l += colsum(delta)
-        if l == 0 and src.sparse:
-            _csr_grad(src, rows, start, n, delta, fan_out, grads + net.coef_off[0])
-        elif l == 0:
-            gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> n,
-                 <floating> 1, xin, <blas_int> ldx, delta, <blas_int> fan_out,
-                 beta, grads + net.coef_off[0], <blas_int> fan_out)
+        if direct != NULL:
+            pass    # W_l is updated below, once delta_{l-1} no longer needs it
+        elif l == 0 and src.sparse:
+            _csr_grad(src, rows, start, n, delta, fan_out, <floating> 1,
+                      grads + net.coef_off[0])
         else:
             gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> n,
-                 <floating> 1, acts + net.act_off[l - 1], <blas_int> fan_in,
-                 delta, <blas_int> fan_out, beta,
-                 grads + net.coef_off[l], <blas_int> fan_out)
+                 <floating> 1, a_in, <blas_int> ld_in, delta, <blas_int> fan_out,
+                 beta, grads + net.coef_off[l], <blas_int> fan_out)
         colsum_add(delta, n, fan_out, grads + net.icpt_off[l])
-        if l == 0:
-            break   # the input needs no delta
-        # delta_{l-1} = (delta W_l') * f'(Z_{l-1})
-        gemm(False, True, <blas_int> n, <blas_int> fan_in, <blas_int> fan_out,
-             <floating> 1, delta, <blas_int> fan_out, params + net.coef_off[l],
-             <blas_int> fan_out, <floating> 0, other, <blas_int> fan_in)
-        a_prev = acts + net.act_off[l - 1]
-        z_prev = zs + net.z_off[l - 1] if net.z_off[l - 1] >= 0 else a_prev
-        if drop != NULL and net.d_off[l - 1] >= 0:
-            # through the mask, then f' at the activation before dropout
-            mul(other, <floating *> drop.mask + net.d_off[l - 1], n * fan_in)
-            a_prev = <floating *> drop.keep + net.d_off[l - 1]
-            if net.z_off[l - 1] < 0:
-                z_prev = a_prev
-        act_grad(net.act[l - 1], z_prev, a_prev, other, n * fan_in)
-        tmp = delta
-        delta = other
-        other = tmp
+        if l > 0:
+            # delta_{l-1} = (delta W_l') * f'(Z_{l-1})
+            gemm(False, True, <blas_int> n, <blas_int> fan_in, <blas_int> fan_out,
+                 <floating> 1, delta, <blas_int> fan_out, params + net.coef_off[l],
+                 <blas_int> fan_out, <floating> 0, other, <blas_int> fan_in)
+            a_prev = acts + net.act_off[l - 1]
+            z_prev = zs + net.z_off[l - 1] if net.z_off[l - 1] >= 0 else a_prev
+            if drop != NULL and net.d_off[l - 1] >= 0:
+                # through the mask, then f' at the activation before dropout
+                mul(other, <floating *> drop.mask + net.d_off[l - 1], n * fan_in)
+                a_prev = <floating *> drop.keep + net.d_off[l - 1]
+                if net.z_off[l - 1] < 0:
+                    z_prev = a_prev
+            act_grad(net.act[l - 1], z_prev, a_prev, other, n * fan_in)
+        if direct != NULL:
+            _sgd_update(direct, net, src, rows, start, n, l, a_in, ld_in, delta, s)
+        if l > 0:
+            tmp = delta
+            delta = other
+            other = tmp
     return loss
 
 
@@ -541,23 +580,34 @@ def epoch(Layout layout, Workspace ws, Input X,
     cdef int interrupted = 0
     cdef Dropout drop
     cdef Dropout *dp
+    cdef Direct direct
+    cdef Direct *dir_p = NULL
     if X.src.itemsize > <Py_ssize_t> sizeof(floating):
         raise TypeError("a float32 kernel cannot read float64 X")
     _dropout_state(layout, ws, dropout_seed, &drop, &dp)
+    if solver == SOLVER_SGD and momentum == 0.0:
+        # plain SGD: weights updated in the backward pass (see Direct)
+        direct.params = <void *> &params[0]
+        direct.lr = learning_rate
+        direct.alpha = grad_alpha
+        dir_p = &direct
     if batch_size > layout.cap or batch_size < 1:
         raise ValueError("batch_size exceeds the workspace")
     if Y.shape[0] != X.n_samples or params.shape[0] != P or grads.shape[0] != P:
         raise ValueError("inconsistent shapes")
     with nogil:
-        if grad_alpha > 0:
+        if grad_alpha > 0 and dir_p == NULL:
             ss = sumsq(&params[0], NC)
         start = 0
         while start < n:
             nb = min(batch_size, n - start)
             sw_sum = 0.0
+            direct.ss = 0.0
             batch_loss = _fwd_bwd(net, src, &order[start], 0, nb, &Y[0, 0], swp,
                                   &params[0], &grads[0], pxbuf, pybuf, pswbuf,
-                                  pacts, pzs, pd0, pd1, &sw_sum, False, dp)
+                                  pacts, pzs, pd0, pd1, &sw_sum, False, dp, dir_p)
+            if dir_p != NULL:
+                ss = direct.ss
             # the L2 term of the loss uses the weights before this batch's step
             batch_loss = batch_loss / sw_sum + 0.5 * grad_alpha * ss / sw_sum
             decay = 0.0
@@ -569,9 +619,14 @@ def epoch(Layout layout, Workspace ws, Input X,
                         / (1.0 - pow(beta_1, <double> adam_t)))
                 if solver == SOLVER_ADAMW:
                     decay = learning_rate * alpha
-            ss = step(0 if solver == SOLVER_SGD else 1, &params[0], &state1[0],
-                      &state2[0], &grads[0], NC, P, grad_alpha, sw_sum, lr_t,
-                      momentum, nesterov, beta_1, beta_2, epsilon, decay)
+            if dir_p != NULL:
+                # the weights are done; the intercepts' step
+                step(0, &params[NC], &state1[0], &state2[0], &grads[NC], 0, P - NC,
+                     0.0, sw_sum, lr_t, 0.0, False, beta_1, beta_2, epsilon, 0.0)
+            else:
+                ss = step(0 if solver == SOLVER_SGD else 1, &params[0], &state1[0],
+                          &state2[0], &grads[0], NC, P, grad_alpha, sw_sum, lr_t,
+                          momentum, nesterov, beta_1, beta_2, epsilon, decay)
             total += batch_loss * nb
             start += nb
             work += nb * P
@@ -621,7 +676,7 @@ def objective(Layout layout, Workspace ws, Input X,
             nb = min(cap, n - start)
             loss += _fwd_bwd(net, src, NULL, start, nb, &Y[0, 0], swp, &params[0],
                              &grads[0], pxbuf, pybuf, pswbuf, pacts, pzs, pd0,
-                             pd1, &sw_sum, True, dp)
+                             pd1, &sw_sum, True, dp, NULL)
             start += nb
         loss = loss / sw_sum + 0.5 * alpha * sumsq(&params[0], NC) / sw_sum
         finish_grad(&grads[0], &params[0], NC, P, alpha, sw_sum)
