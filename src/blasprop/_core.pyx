@@ -254,6 +254,11 @@ cdef const floating *_dense_rows(const Source *src, const Py_ssize_t *rows,
             and src.row_stride % es == 0 and src.row_stride // es >= nf):
         ld[0] = src.row_stride // es
         return <const floating *> (src.base + start * src.row_stride)
+    if n == 1 and src.itemsize == es and src.col_stride == es:
+        # one row (batch size 1) is a block wherever it is
+        ld[0] = nf
+        row = rows[0] if rows != NULL else start
+        return <const floating *> (src.base + row * src.row_stride)
     for r in range(n):
         row = rows[r] if rows != NULL else start + r
         p = src.base + row * src.row_stride
