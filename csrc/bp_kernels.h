@@ -101,4 +101,22 @@ BP_DECLARE(float, f)
 
 #undef BP_DECLARE
 
+/* Ask for the cache lines of [p, p + bytes) ahead of use (a hint; nothing
+ * where the compiler has no prefetch builtin). */
+static inline void bp_prefetch(const void *p, ptrdiff_t bytes)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const char *c = (const char *)p;
+    ptrdiff_t i;
+    for (i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 0, 3);
+    __builtin_prefetch(c + bytes - 1, 0, 3);
+    /* a prefetch is no side effect, so GCC would delete every call to a
+     * function that only prefetches (it did); an empty asm is one */
+    __asm__ __volatile__("");
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 #endif /* BP_KERNELS_H */

