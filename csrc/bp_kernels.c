@@ -44,7 +44,8 @@ double bp_uniform(uint64_t *state)
  * exp(x) written to vectorise (no branches, no calls): x = n ln2 + r with
  * |r| <= ln2/2, exp(r) by its Taylor polynomial (degree 13 for double, 7
  * for float: the truncation error is below half an ulp), times 2^n built in
- * the exponent bits. expm1 and tanh share the same pieces. x is clamped to the normal range first, so very
+ * the exponent bits (bp_exp, bp_expm1 and bp_tanh in bp_kernels_impl.h
+ * build on the two pieces here). x is clamped to the normal range first, so very
  * negative x give the smallest normal number instead of 0 and very large x
  * give the largest power below overflow instead of inf: it serves logistic
  * and softmax, where those ends round to the same outputs. NaN propagates
@@ -82,12 +83,6 @@ static inline double bp_expm1_reduced_d(double r)
     return (r + r2 * q1) + r4 * (q2 + r2 * q3) + r8 * ((q4 + r2 * q5) + r4 * q6);
 }
 
-static inline double bp_exp_d(double x)
-{
-    double scale, r = bp_reduce_d(x, &scale);
-    return scale * (1.0 + bp_expm1_reduced_d(r));
-}
-
 static inline float bp_reduce_f(float x, float *scale)
 {
     const float shift = 12582912.0f; /* 1.5 * 2^23 */
@@ -109,75 +104,30 @@ static inline float bp_expm1_reduced_f(float r)
                    + r2 * (1.0f / 720.0f + r * (1.0f / 5040.0f)));
 }
 
-static inline float bp_exp_f(float x)
-{
-    float scale, r = bp_reduce_f(x, &scale);
-    return scale * (1.0f + bp_expm1_reduced_f(r));
-}
-
-/*
- * expm1 and tanh from the same reduction. e^r - 1 is summed without its
- * leading 1 so that small arguments keep their relative accuracy;
- * expm1(x) = 2^n (e^r - 1) + (2^n - 1). tanh(x) = -e / (2 + e) with
- * e = expm1(-2|x|), then the sign of x: no cancellation near 0, exactly 1
- * for large |x|, NaN propagates.
- */
-static inline double bp_expm1_d(double x)
-{
-    double scale, r = bp_reduce_d(x, &scale);
-    return scale * bp_expm1_reduced_d(r) + (scale - 1.0);
-}
-
-static inline double bp_tanh_d(double x)
-{
-    double ax = x < 0 ? -x : x;
-    double e = bp_expm1_d(-2.0 * ax);
-    double t = -e / (2.0 + e);
-    return x < 0 ? -t : t;
-}
-
-static inline float bp_expm1_f(float x)
-{
-    float scale, r = bp_reduce_f(x, &scale);
-    return scale * bp_expm1_reduced_f(r) + (scale - 1.0f);
-}
-
-static inline float bp_tanh_f(float x)
-{
-    float ax = x < 0 ? -x : x;
-    float e = bp_expm1_f(-2.0f * ax);
-    float t = -e / (2.0f + e);
-    return x < 0 ? -t : t;
-}
-
 #define REAL double
 #define S(name) name##_d
 #define MATH(fn) fn
-#define FAST_EXP bp_exp_d
-#define FAST_EXPM1 bp_expm1_d
-#define FAST_TANH bp_tanh_d
+#define REDUCE bp_reduce_d
+#define EXPM1_REDUCED bp_expm1_reduced_d
 #define BP_EPS DBL_EPSILON
 #include "bp_kernels_impl.h"
 #undef REAL
 #undef S
 #undef MATH
-#undef FAST_EXP
-#undef FAST_EXPM1
-#undef FAST_TANH
+#undef REDUCE
+#undef EXPM1_REDUCED
 #undef BP_EPS
 
 #define REAL float
 #define S(name) name##_f
 #define MATH(fn) fn##f
-#define FAST_EXP bp_exp_f
-#define FAST_EXPM1 bp_expm1_f
-#define FAST_TANH bp_tanh_f
+#define REDUCE bp_reduce_f
+#define EXPM1_REDUCED bp_expm1_reduced_f
 #define BP_EPS FLT_EPSILON
 #include "bp_kernels_impl.h"
 #undef REAL
 #undef S
 #undef MATH
-#undef FAST_EXP
-#undef FAST_EXPM1
-#undef FAST_TANH
+#undef REDUCE
+#undef EXPM1_REDUCED
 #undef BP_EPS

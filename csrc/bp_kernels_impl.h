@@ -2,9 +2,36 @@
  * Body of the kernels declared in bp_kernels.h, written once for a generic
  * REAL. bp_kernels.c includes this file twice: with REAL = double and
  * S(name) = name##_d, then with REAL = float and S(name) = name##_f.
- * MATH(f) picks the C99 function of the right precision (exp or expf ...).
+ * MATH(f) picks the C99 function of the right precision (exp or expf ...);
+ * REDUCE and EXPM1_REDUCED are the precision's range reduction and
+ * polynomial from bp_kernels.c.
  * There is deliberately no include guard.
  */
+
+/* exp, expm1 and tanh from the same reduction x = n ln2 + r. e^r - 1 is
+ * summed without its leading 1 so that small arguments keep their relative
+ * accuracy; expm1(x) = 2^n (e^r - 1) + (2^n - 1). tanh(x) = -e / (2 + e)
+ * with e = expm1(-2|x|), then the sign of x: no cancellation near 0, exactly
+ * 1 for large |x|, NaN propagates. */
+static inline REAL S(bp_exp)(REAL x)
+{
+    REAL scale, r = REDUCE(x, &scale);
+    return scale * ((REAL)1 + EXPM1_REDUCED(r));
+}
+
+static inline REAL S(bp_expm1)(REAL x)
+{
+    REAL scale, r = REDUCE(x, &scale);
+    return scale * EXPM1_REDUCED(r) + (scale - (REAL)1);
+}
+
+static inline REAL S(bp_tanh)(REAL x)
+{
+    REAL ax = x < 0 ? -x : x;
+    REAL e = S(bp_expm1)((REAL)-2 * ax);
+    REAL t = -e / ((REAL)2 + e);
+    return x < 0 ? -t : t;
+}
 
 /* x = f(x) in place for one row; one pointer, so every loop vectorises
  * (the libm calls of tanh, elu, gelu, softplus excepted). */
@@ -13,10 +40,10 @@ BP_MULTIVERSION static void S(bp_act_inplace)(int act, REAL *x, ptrdiff_t cols)
     ptrdiff_t j;
     switch (act) {
     case BP_LOGISTIC:
-        for (j = 0; j < cols; ++j) x[j] = (REAL)1 / ((REAL)1 + FAST_EXP(-x[j]));
+        for (j = 0; j < cols; ++j) x[j] = (REAL)1 / ((REAL)1 + S(bp_exp)(-x[j]));
         break;
     case BP_TANH:
-        for (j = 0; j < cols; ++j) x[j] = FAST_TANH(x[j]);
+        for (j = 0; j < cols; ++j) x[j] = S(bp_tanh)(x[j]);
         break;
     case BP_RELU:
         for (j = 0; j < cols; ++j) x[j] = x[j] > 0 ? x[j] : (REAL)0;
@@ -25,14 +52,14 @@ BP_MULTIVERSION static void S(bp_act_inplace)(int act, REAL *x, ptrdiff_t cols)
         for (j = 0; j < cols; ++j) x[j] = x[j] > 0 ? x[j] : (REAL)0.01 * x[j];
         break;
     case BP_ELU:
-        for (j = 0; j < cols; ++j) x[j] = x[j] > 0 ? x[j] : FAST_EXPM1(x[j]);
+        for (j = 0; j < cols; ++j) x[j] = x[j] > 0 ? x[j] : S(bp_expm1)(x[j]);
         break;
     case BP_GELU:
         for (j = 0; j < cols; ++j)
             x[j] = (REAL)0.5 * x[j] * ((REAL)1 + MATH(erf)(x[j] * (REAL)BP_SQRT1_2));
         break;
     case BP_SILU:
-        for (j = 0; j < cols; ++j) x[j] = x[j] / ((REAL)1 + FAST_EXP(-x[j]));
+        for (j = 0; j < cols; ++j) x[j] = x[j] / ((REAL)1 + S(bp_exp)(-x[j]));
         break;
     case BP_SOFTPLUS:
         /* log(1 + e^x) without overflow */
@@ -45,7 +72,7 @@ BP_MULTIVERSION static void S(bp_act_inplace)(int act, REAL *x, ptrdiff_t cols)
     case BP_SOFTMAX: {
         REAL mx = x[0], s = 0;
         for (j = 1; j < cols; ++j) mx = x[j] > mx ? x[j] : mx;
-        for (j = 0; j < cols; ++j) x[j] = FAST_EXP(x[j] - mx);
+        for (j = 0; j < cols; ++j) x[j] = S(bp_exp)(x[j] - mx);
         for (j = 0; j < cols; ++j) s += x[j];
         for (j = 0; j < cols; ++j) x[j] /= s;
         break;
