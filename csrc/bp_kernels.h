@@ -76,6 +76,8 @@ int bp_act_needs_z(int act);
                             ptrdiff_t n, double alpha, double scale);             \
     /* sum of squares of x[:n], accumulated in double */                          \
     double bp_sumsq_##S(const REAL *x, ptrdiff_t n);                              \
+    /* sum of x[i] y[i] over [0, n), accumulated in double (short vectors) */     \
+    double bp_dot_##S(const REAL *x, const REAL *y, ptrdiff_t n);                 \
     /* x *= c; returns the sum of squares of x before, in double */             \
     double bp_decay_sumsq_##S(REAL *x, ptrdiff_t n, REAL c);                      \
     /* Fused mini-batch step: g = (g + alpha p) / sw_sum on the weights       \

@@ -269,6 +269,14 @@ double S(bp_sumsq)(const REAL *x, ptrdiff_t n)
     return S(bp_sumsq_inline)(x, n);
 }
 
+double S(bp_dot)(const REAL *x, const REAL *y, ptrdiff_t n)
+{
+    double s = 0.0;
+    ptrdiff_t i;
+    for (i = 0; i < n; ++i) s += (double)x[i] * (double)y[i];
+    return s;
+}
+
 BP_MULTIVERSION double S(bp_decay_sumsq)(REAL *x, ptrdiff_t n, REAL c)
 {
     ptrdiff_t b, e, i;

@@ -521,3 +521,22 @@ def test_multioutput_squared_error_reports_its_loss(make_data, solver):
         )
         assert est.loss_curve_[-1] < est.loss_curve_[0]
 
+
+# Plain SGD at batch size 1 keeps each layer's weights as a factor times a
+# matrix (the L2 decay multiplies the factor) and tracks their squared norm
+# for the loss; these cases cover that path: a decay folded back into the
+# weights now and then (alpha 3: the factor falls by 0.7 per row), a decay
+# too strong for a factor (alpha 20: the unscaled update is used), varying
+# sample weights (the factor changes by a different amount per row),
+# and activations that do and do not keep the first layer's pre-activation.
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("task", ["multiclass", "regression", "poisson"])
+@pytest.mark.parametrize("alpha", [1e-4, 3.0, 20.0])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("activation", ["logistic", "relu", "tanh"])
+def test_plain_sgd_batch1(make_data, dtype, task, alpha, weighted, activation):
+    data = make_data(task, dtype=dtype)
+    sw = random_weights(data.n_samples) if weighted else None
+    params = {**SOLVERS["sgd-no-momentum"], "batch_size": 1, "max_iter": 3,
+              "alpha": alpha, "activation": activation, "learning_rate_init": 0.01}
+    fit_parity(data, params, sample_weight=sw)

@@ -26,6 +26,8 @@ cdef extern from "bp_kernels.h" nogil:
     void bp_finish_grad_f(float *g, const float *p, Py_ssize_t n_coef, Py_ssize_t n, double alpha, double scale)
     double bp_sumsq_d(const double *x, Py_ssize_t n)
     double bp_sumsq_f(const float *x, Py_ssize_t n)
+    double bp_dot_d(const double *x, const double *y, Py_ssize_t n)
+    double bp_dot_f(const float *x, const float *y, Py_ssize_t n)
     double bp_decay_sumsq_d(double *x, Py_ssize_t n, double c)
     double bp_decay_sumsq_f(float *x, Py_ssize_t n, float c)
     double bp_step_d(int solver, double *p, double *s1, double *s2, double *g, Py_ssize_t n_coef, Py_ssize_t n, double alpha, double sw_sum, double lr, double momentum, int nesterov, double beta_1, double beta_2, double eps, double decay)
@@ -96,6 +98,12 @@ cdef inline double sumsq(const floating *x, Py_ssize_t n) noexcept nogil:
         return bp_sumsq_d(x, n)
     else:
         return bp_sumsq_f(x, n)
+
+cdef inline double dot(const floating *x, const floating *y, Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        return bp_dot_d(x, y, n)
+    else:
+        return bp_dot_f(x, y, n)
 
 cdef inline double decay_sumsq(floating *x, Py_ssize_t n, floating c) noexcept nogil:
     if floating is double:

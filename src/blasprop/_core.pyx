@@ -33,7 +33,7 @@ from ._blas cimport gemm, blas_int
 from ._ckernels cimport (
     bp_act_needs_z, bp_prefetch, fill_rows, activate, act_grad, loss_delta,
     loss_only, colsum_add, finish_grad, sumsq, decay_sumsq, step, all_finite,
-    dropout, mul,
+    dropout, mul, dot,
 )
 from libc.stdint cimport uint64_t, int32_t, int64_t
 
@@ -357,12 +357,17 @@ cdef void _forward(const Net *net, const Source *src, const Py_ssize_t *rows,
                    Py_ssize_t start, Py_ssize_t n, const floating *params,
                    floating *xbuf, floating *acts, floating *zs,
                    const floating **xin, Py_ssize_t *ldx,
-                   Dropout *drop) noexcept nogil:
+                   Dropout *drop, const double *wscale,
+                   floating *z0) noexcept nogil:
     """Z = A W + b and A' = f(Z) for every layer; the output is at
     ``acts + act_off[L-1]``. ``xin``/``ldx`` return the dense input block.
     With ``drop``, hidden layers with a dropout rate keep f(Z) in
-    ``drop.keep`` and pass f(Z) * mask on."""
+    ``drop.keep`` and pass f(Z) * mask on. With ``wscale`` (scaled plain SGD,
+    see ``Direct``), layer l's weights are ``wscale[l]`` times the stored
+    ones. With ``z0``, the first layer's Z is kept there when the activation
+    buffers would not keep it."""
     cdef Py_ssize_t l, fan_in, fan_out, ld = 0
+    cdef floating w_a
     cdef const floating *inp
     cdef floating *out_a
     cdef floating *out_z
@@ -375,7 +380,8 @@ cdef void _forward(const Net *net, const Source *src, const Py_ssize_t *rows,
         if drop != NULL and net.d_off[l] >= 0:
             kept = <floating *> drop.keep + net.d_off[l]
         out_z = zs + net.z_off[l] if net.z_off[l] >= 0 else (
-            kept if kept != NULL else out_a)
+            z0 if l == 0 and z0 != NULL else kept if kept != NULL else out_a)
+        w_a = <floating> wscale[l] if wscale != NULL else 1
         # the bias first, then gemm adds A W onto it (beta = 1): no separate
         # pass to add the bias, and BLAS skips its pass that clears C
         fill_rows(out_z, params + net.icpt_off[l], n, fan_out)
@@ -389,11 +395,11 @@ cdef void _forward(const Net *net, const Source *src, const Py_ssize_t *rows,
                 xin[0] = inp
                 ldx[0] = ld
                 gemm(False, False, <blas_int> n, <blas_int> fan_out, <blas_int> fan_in,
-                     <floating> 1, inp, <blas_int> ld, params + net.coef_off[0],
+                     w_a, inp, <blas_int> ld, params + net.coef_off[0],
                      <blas_int> fan_out, <floating> 1, out_z, <blas_int> fan_out)
         else:
             gemm(False, False, <blas_int> n, <blas_int> fan_out, <blas_int> fan_in,
-                 <floating> 1, acts + net.act_off[l - 1], <blas_int> fan_in,
+                 w_a, acts + net.act_off[l - 1], <blas_int> fan_in,
                  params + net.coef_off[l], <blas_int> fan_out, <floating> 1,
                  out_z, <blas_int> fan_out)
         if kept != NULL:
@@ -422,10 +428,27 @@ cdef struct Direct:
     # W += (-lr / S) A'delta by the same gemm that would have written the
     # gradient. Saves writing and reading back a gradient the size of the
     # weights; the sums round differently from sklearn's in the last place.
+    #
+    # Scaled (batch size 1, dense X, alpha > 0): the decay of every weight
+    # at every row was a fifth of the epoch, so each layer is kept as
+    # W_l = wscale[l] V_l, as scikit-learn's SGDClassifier keeps its weights.
+    # The decay multiplies wscale[l]; the rank-one data term goes into V_l
+    # with the factor divided out; the products take wscale[l] as their
+    # alpha. The batch's L2 term needs |W_l|^2 = wscale^2 |V_l|^2, and
+    # |V_l|^2 (``wsq``) is updated exactly for V += k a d':
+    #     |V + k a d'|^2 = |V|^2 + 2k a'V d + k^2 |a|^2 |d|^2,
+    # where a'V d comes from products the backward pass makes anyway
+    # (``vdot``). ``epoch`` starts wsq from the weights and folds the
+    # factors back into them at its end.
     void *params        # the parameter vector, updated in place
     double lr
     double alpha        # L2 penalty
     double ss           # out: sum of squared weights before the update
+    bint scaled
+    double *wscale      # n_layers factors
+    double *wsq         # n_layers squared norms of the stored weights
+    void *z0            # the first layer's Z (units[1] values), for vdot
+    double vdot         # a'V_l d of the layer being updated
 
 
 cdef void _sgd_update(Direct *direct, const Net *net, const Source *src,
@@ -437,6 +460,25 @@ cdef void _sgd_update(Direct *direct, const Net *net, const Source *src,
     cdef Py_ssize_t fan_in = net.units[l], fan_out = net.units[l + 1]
     cdef floating *W = <floating *> direct.params + net.coef_off[l]
     cdef floating scale = <floating> (-direct.lr / s)
+    cdef double c, sig, k
+    if direct.scaled:
+        c = 1.0 - direct.lr * direct.alpha / s
+        sig = direct.wscale[l]
+        if c >= 0.5:
+            # W = sig V before, sig c V' after: V' = V + (-lr / (s sig c)) a d'
+            k = -direct.lr / (s * sig * c)
+            direct.ss += sig * sig * direct.wsq[l]
+            direct.wsq[l] += (2.0 * k * direct.vdot
+                              + k * k * dot(a_in, a_in, fan_in) * dot(delta, delta, fan_out))
+            gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> 1,
+                 <floating> k, a_in, <blas_int> ld_in, delta, <blas_int> fan_out,
+                 <floating> 1, W, <blas_int> fan_out)
+            direct.wscale[l] = sig * c
+            if sig * c < WSCALE_MIN:
+                _fold_scale(direct, W, fan_in * fan_out, l)
+            return
+        # a decay this strong (or a zero weight sum): unscaled, as below
+        _fold_scale(direct, W, fan_in * fan_out, l)
     if direct.alpha > 0:
         direct.ss += decay_sumsq(W, fan_in * fan_out,
                                  <floating> (1.0 - direct.lr * direct.alpha / s))
@@ -446,6 +488,22 @@ cdef void _sgd_update(Direct *direct, const Net *net, const Source *src,
         gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> n,
              scale, a_in, <blas_int> ld_in, delta, <blas_int> fan_out,
              <floating> 1, W, <blas_int> fan_out)
+    if direct.scaled:
+        direct.wsq[l] = sumsq(W, fan_in * fan_out)
+
+
+# A scaled layer's factor is folded into its weights when it falls below
+# this (it falls by 1 - lr alpha per row: ~1e-6 with the defaults).
+cdef double WSCALE_MIN = 1e-3
+
+
+cdef void _fold_scale(Direct *direct, floating *W, Py_ssize_t n,
+                      Py_ssize_t l) noexcept nogil:
+    """W_l = wscale[l] V_l stored as such, with factor 1."""
+    cdef double sig = direct.wscale[l]
+    if sig != 1.0:
+        direct.wsq[l] = decay_sumsq(W, n, <floating> sig) * sig * sig
+        direct.wscale[l] = 1.0
 
 
 cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
@@ -477,6 +535,10 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
     cdef Py_ssize_t ld_in
     cdef double loss, s = 0.0
     cdef floating beta = 1 if accumulate else 0
+    cdef bint scaled = direct != NULL and direct.scaled
+    cdef const double *wscale = direct.wscale if scaled else NULL
+    cdef floating *z0 = <floating *> direct.z0 if scaled else NULL
+    cdef floating w_a = 1
 
     if not accumulate:
         # the matrix products below overwrite the weights' gradients; the
@@ -494,7 +556,10 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
         s = n
     sw_sum[0] += s
 
-    _forward(net, src, rows, start, n, params, xbuf, acts, zs, &xin, &ldx, drop)
+    _forward(net, src, rows, start, n, params, xbuf, acts, zs, &xin, &ldx, drop,
+             wscale, z0)
+    if scaled and net.z_off[0] >= 0:
+        z0 = zs + net.z_off[0]
     loss = loss_delta(net.loss, n, k, acts + net.act_off[L - 1], y, w, delta,
                       net.huber_delta)
 
@@ -514,11 +579,20 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
                  <floating> 1, a_in, <blas_int> ld_in, delta, <blas_int> fan_out,
                  beta, grads + net.coef_off[l], <blas_int> fan_out)
         colsum_add(delta, n, fan_out, grads + net.icpt_off[l])
+        if scaled:
+            w_a = <floating> wscale[l]
+            if l == 0:
+                # a'V_0 d = (Z_0 - b_0) d / wscale_0, one row
+                direct.vdot = (dot(z0, delta, fan_out)
+                               - dot(params + net.icpt_off[0], delta, fan_out)) / wscale[0]
         if l > 0:
             # delta_{l-1} = (delta W_l') * f'(Z_{l-1})
             gemm(False, True, <blas_int> n, <blas_int> fan_in, <blas_int> fan_out,
-                 <floating> 1, delta, <blas_int> fan_out, params + net.coef_off[l],
+                 w_a, delta, <blas_int> fan_out, params + net.coef_off[l],
                  <blas_int> fan_out, <floating> 0, other, <blas_int> fan_in)
+            if scaled:
+                # a'V_l d = a' (delta W_l')' / wscale_l, one row
+                direct.vdot = dot(a_in, other, fan_in) / wscale[l]
             a_prev = acts + net.act_off[l - 1]
             z_prev = zs + net.z_off[l - 1] if net.z_off[l - 1] >= 0 else a_prev
             if drop != NULL and net.d_off[l - 1] >= 0:
@@ -603,15 +677,27 @@ def epoch(Layout layout, Workspace ws, Input X,
     cdef Dropout *dp
     cdef Direct direct
     cdef Direct *dir_p = NULL
+    cdef Py_ssize_t l, L = net.n_layers
+    cdef double[::1] wscale, wsq
+    cdef floating[::1] z0
     if X.src.itemsize > <Py_ssize_t> sizeof(floating):
         raise TypeError("a float32 kernel cannot read float64 X")
     _dropout_state(layout, ws, dropout_seed, &drop, &dp)
+    direct.scaled = False
     if solver == SOLVER_SGD and momentum == 0.0:
         # plain SGD: weights updated in the backward pass (see Direct)
         direct.params = <void *> &params[0]
         direct.lr = learning_rate
         direct.alpha = grad_alpha
         dir_p = &direct
+        if batch_size == 1 and grad_alpha > 0 and not X.sparse:
+            direct.scaled = True
+            wscale = np.ones(L)
+            wsq = np.empty(L)
+            z0 = np.empty(layout.units[1], dtype=ws.acts.dtype)
+            direct.wscale = &wscale[0]
+            direct.wsq = &wsq[0]
+            direct.z0 = <void *> &z0[0]
     if batch_size > layout.cap or batch_size < 1:
         raise ValueError("batch_size exceeds the workspace")
     if Y.shape[0] != X.n_samples or params.shape[0] != P or grads.shape[0] != P:
@@ -619,6 +705,9 @@ def epoch(Layout layout, Workspace ws, Input X,
     with nogil:
         if grad_alpha > 0 and dir_p == NULL:
             ss = sumsq(&params[0], NC)
+        if direct.scaled:
+            for l in range(L):
+                direct.wsq[l] = sumsq(&params[net.coef_off[l]], net.units[l] * net.units[l + 1])
         start = 0
         while start < n:
             nb = min(batch_size, n - start)
@@ -658,6 +747,10 @@ def epoch(Layout layout, Workspace ws, Input X,
                         interrupted = 1
                 if interrupted:
                     break
+        if direct.scaled:
+            for l in range(L):
+                _fold_scale(&direct, &params[net.coef_off[l]],
+                            net.units[l] * net.units[l + 1], l)
     if interrupted:
         _reraise()
     return total, adam_t
@@ -745,7 +838,7 @@ def predict(Layout layout, Workspace ws, Input X,
             nb = min(cap, n - start)
             _forward(net, src, rp + start if rp != NULL else NULL,
                      start if rp == NULL else 0, nb, &params[0], pxbuf,
-                     pacts, pzs, &xin, &ldx, NULL)
+                     pacts, pzs, &xin, &ldx, NULL, NULL, NULL)
             memcpy(&out[start, 0], pacts + net.act_off[L - 1],
                    nb * k * sizeof(floating))
             if with_loss:
