@@ -18,8 +18,9 @@ DTYPES = [(np.float64, 1e-12), (np.float32, 1e-5)]
 @pytest.mark.parametrize("beta", [0.0, 1.0, 2.0])
 @pytest.mark.parametrize(
     "m,n,k",
-    # vector shapes take the gemv / ger paths of the gateway
-    [(1, 1, 1), (1, 7, 3), (5, 1, 4), (13, 9, 1), (1, 9, 1), (7, 1, 1), (33, 17, 65)],
+    # vector shapes take the dot / axpy / gemv / ger paths of the gateway
+    [(1, 1, 1), (1, 1, 6), (1, 7, 3), (5, 1, 4), (13, 9, 1), (1, 9, 1), (7, 1, 1),
+     (33, 17, 65)],
 )
 def test_gemm_matches_numpy(dtype, rtol, trans_a, trans_b, m, n, k, beta):
     rng = np.random.RandomState(m * 100 + n * 10 + k)

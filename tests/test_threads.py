@@ -257,3 +257,28 @@ def test_gil_is_released_during_the_epoch(monkeypatch):
         sys.setswitchinterval(old)
     assert est.n_iter_ == 4
     assert state["seen_in_epoch"] > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("fmt", ["dense", "fortran", "csr"])
+@pytest.mark.parametrize("n_rows", [1, 511, 512, 513, 5000])
+def test_predict_is_the_same_on_any_number_of_threads(dtype, fmt, n_rows):
+    """predict spreads fixed row chunks over as many threads as BLAS may use:
+    one, two or three threads give the same bits, and the numpy forward pass
+    to rounding. Chunks are at least 512 rows, so 513 and 5000 rows split."""
+    from ._reference import forward
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(n_rows, 6).astype(dtype)
+    y = rng.randn(n_rows).astype(dtype)
+    est = MLPRegressor(hidden_layer_sizes=(5, 4), max_iter=2, random_state=0)
+    est.fit(X[:50], y[:50])
+    Xf = {"dense": X, "fortran": np.asfortranarray(X), "csr": sp.csr_matrix(X)}[fmt]
+    results = {}
+    for threads in (1, 2, 3):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            results[threads] = est.predict(Xf)
+    assert_array_equal(results[2], results[1])
+    assert_array_equal(results[3], results[1])
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(results[1], forward(est, X).ravel(), rtol=tol, atol=tol)

@@ -59,19 +59,38 @@ _THREAD_USERS = 0
 _THREAD_RESTORE = None
 
 
+def _threadpools():
+    global _THREADPOOLS
+    if _THREADPOOLS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _THREADPOOLS = ThreadpoolController()  # scans the loaded libraries once
+    return _THREADPOOLS
+
+
+def _blas_thread_count():
+    """How many threads BLAS may use now (threadpoolctl's limit, if any)."""
+    return max((c.num_threads for c in _threadpools().lib_controllers
+                if c.user_api == "blas"), default=1)
+
+
 @contextlib.contextmanager
 def _blas_threads(units, rows):
     """One BLAS thread for the duration of a fit on small products."""
-    global _THREADPOOLS, _THREAD_USERS, _THREAD_RESTORE
     work = max(rows * a * b for a, b in zip(units, units[1:]))
     if work >= _SMALL_GEMM:
         yield
         return
-    with _THREAD_LOCK:
-        if _THREADPOOLS is None:
-            from threadpoolctl import ThreadpoolController
+    with _one_blas_thread():
+        yield
 
-            _THREADPOOLS = ThreadpoolController()  # scans the loaded libraries once
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """BLAS on one thread until the last overlapping user leaves."""
+    global _THREAD_USERS, _THREAD_RESTORE
+    with _THREAD_LOCK:
+        _threadpools()
         if _THREAD_USERS == 0:
             _THREAD_RESTORE = _THREADPOOLS.limit(limits=1, user_api="blas")
         _THREAD_USERS += 1
@@ -91,9 +110,65 @@ _CHUNK_BYTES = 1 << 25
 _MAX_CHUNK_ROWS = 16384
 
 
+def _row_bytes(units, itemsize):
+    """Workspace bytes per row (activations, input row, deltas)."""
+    return itemsize * (2 * sum(units[1:]) + units[0] + 2 * max(units[1:]))
+
+
 def _chunk_rows(units, itemsize, n_rows):
-    per_row = itemsize * (2 * sum(units[1:]) + units[0] + 2 * max(units[1:]))
+    per_row = _row_bytes(units, itemsize)
     return int(max(1, min(n_rows, _MAX_CHUNK_ROWS, _CHUNK_BYTES // per_row)))
+
+
+# Prediction works on chunks whose buffers stay in a core's L2 cache (about
+# a megabyte; at least 512 rows, so that wide layers still make full-size
+# gemms), and spreads the chunks over as many threads as BLAS may use, each
+# thread calling BLAS on one thread of its own. The chunks are the same
+# whatever the number of threads, so the predictions are too, bit for bit.
+# Seed network [39, 39, 39, 1], 100,000 rows, float64, 2 cores: 24.7 ms with
+# 16,384-row chunks and BLAS on two threads, 12.9 ms like this.
+_PREDICT_CHUNK_BYTES = 1 << 20
+_PREDICT_MIN_ROWS = 512
+
+
+def _predict_chunk_rows(units, itemsize, n_rows):
+    per_row = _row_bytes(units, itemsize)
+    return int(max(1, min(n_rows, max(_PREDICT_MIN_ROWS, _PREDICT_CHUNK_BYTES // per_row))))
+
+
+def _parallel_predict(net, dtype, sparse, X_in, params, out):
+    """``_core.predict`` of all rows of ``X_in`` into ``out``, its chunks
+    split between threads."""
+    n, cap = out.shape[0], net.layout.cap
+    n_chunks = -(-n // cap)
+    n_threads = min(_blas_thread_count(), n_chunks)
+    no_rows = np.empty(0, np.intp)
+    if n_threads < 2:
+        _core.predict(net.layout, net.workspace(dtype, sparse), X_in, params,
+                      no_rows, out)
+        return
+    # thread t takes chunks [n_chunks t / T, n_chunks (t + 1) / T)
+    bounds = [min(n, cap * (n_chunks * t // n_threads)) for t in range(n_threads + 1)]
+    errors = []
+
+    def part(t):
+        a, b = bounds[t], bounds[t + 1]
+        try:
+            _core.predict(net.layout, net.workspace(dtype, sparse), X_in, params,
+                          no_rows, out[a:b], first=a)
+        except BaseException as exc:  # raised again in the calling thread
+            errors.append(exc)
+
+    with _one_blas_thread():
+        helpers = [threading.Thread(target=part, args=(t,), daemon=True)
+                   for t in range(1, n_threads)]
+        for h in helpers:
+            h.start()
+        part(0)
+        for h in helpers:
+            h.join()
+    if errors:
+        raise errors[0]
 
 
 class _Optimizer:
@@ -669,10 +744,15 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         out = np.empty((n, self.n_outputs_), dtype=dtype)
         if n == 0:
             return out
-        net = self._network(n, dtype)
+        units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
+        net = self._network(_predict_chunk_rows(units, np.dtype(dtype).itemsize, n),
+                            dtype, units, exact_cap=True)
         params = _views_of_one_vector(self.coefs_, self.intercepts_, net.layout)
         if params is None or params.dtype != dtype:
             params = net.pack(self.coefs_, self.intercepts_, dtype)
+        if rows is None and Y is None:
+            _parallel_predict(net, dtype, X_in.sparse, X_in, params, out)
+            return out
         ws = net.workspace(dtype, X_in.sparse)
         rows = np.empty(0, np.intp) if rows is None else np.ascontiguousarray(rows, np.intp)
         loss = _core.predict(net.layout, ws, X_in, params, rows, out, Y, sw)

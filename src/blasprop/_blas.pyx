@@ -10,10 +10,34 @@ when this module is imported.
 Products with a vector shape go to level-2 BLAS, where gemm would spend
 more time packing its operands than multiplying (one row at batch size 1,
 one output unit, or an outer product of one row): gemv for m == 1 or n == 1,
-ger for k == 1.
+ger for k == 1. Where two of m, n, k are 1 (the one-unit output layer at
+batch size 1) the product is a dot product or an axpy, and goes to level-1
+BLAS, whose calls cost less than gemv's on 39 numbers.
 """
 from libc.string cimport memset
-from scipy.linalg.cython_blas cimport dgemm, sgemm, dgemv, sgemv, dger, sger
+from scipy.linalg.cython_blas cimport (dgemm, sgemm, dgemv, sgemv, dger, sger,
+                                       ddot, sdot, daxpy, saxpy)
+
+
+cdef inline void _scale_c(blas_int m, blas_int n, floating beta, floating *C,
+                          blas_int ldc) noexcept nogil:
+    """C (m x n, row-major) *= beta; beta = 0 writes zeros (C may hold NaN)."""
+    cdef blas_int i, j
+    if beta == 0:
+        for i in range(m):
+            memset(C + i * ldc, 0, n * sizeof(floating))
+    elif beta != 1:
+        for i in range(m):
+            for j in range(n):
+                C[i * ldc + j] *= beta
+
+
+cdef inline void _axpy(blas_int n, floating a, const floating *x, blas_int incx,
+                       floating *y, blas_int incy) noexcept nogil:
+    if floating is double:
+        daxpy(&n, &a, <double *> x, &incx, y, &incy)
+    else:
+        saxpy(&n, &a, <float *> x, &incx, y, &incy)
 
 
 cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
@@ -24,7 +48,28 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
     cdef char ta = b'T' if trans_a else b'N'
     cdef char tb = b'T' if trans_b else b'N'
     cdef char t = b'T', nt = b'N'
-    cdef blas_int inc_a, inc_b, one = 1, i, j
+    cdef blas_int inc_a, inc_b, one = 1
+    cdef floating d
+    if m == 1 and n == 1:
+        # c = alpha a . b + beta c, a = the row of op(A), b = the column of op(B)
+        inc_a = lda if trans_a else 1
+        inc_b = 1 if trans_b else ldb
+        if floating is double:
+            d = ddot(&k, <double *> A, &inc_a, <double *> B, &inc_b)
+        else:
+            d = sdot(&k, <float *> A, &inc_a, <float *> B, &inc_b)
+        C[0] = alpha * d if beta == 0 else alpha * d + beta * C[0]
+        return
+    if k == 1 and m == 1:
+        # the row c = (alpha a_00) op(B)[0, :] + beta c
+        _scale_c(1, n, beta, C, ldc)
+        _axpy(n, alpha * A[0], B, ldb if trans_b else 1, C, one)
+        return
+    if k == 1 and n == 1:
+        # the column c = (alpha b_00) op(A)[:, 0] + beta c
+        _scale_c(m, 1, beta, C, ldc)
+        _axpy(m, alpha * B[0], A, 1 if trans_a else lda, C, ldc)
+        return
     if m == 1:
         # the row c = alpha a op(B) + beta c, a = the row of op(A)
         inc_a = lda if trans_a else 1
@@ -63,13 +108,7 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
         return
     if k == 1:
         # the outer product C = alpha a bᵀ + beta C
-        if beta == 0:
-            for i in range(m):
-                memset(C + i * ldc, 0, n * sizeof(floating))
-        elif beta != 1:
-            for i in range(m):
-                for j in range(n):
-                    C[i * ldc + j] *= beta
+        _scale_c(m, n, beta, C, ldc)
         inc_a = 1 if trans_a else lda
         inc_b = ldb if trans_b else 1
         if floating is double:
