@@ -282,3 +282,27 @@ def test_predict_is_the_same_on_any_number_of_threads(dtype, fmt, n_rows):
     assert_array_equal(results[3], results[1])
     tol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(results[1], forward(est, X).ravel(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("row", [0, 2600, 4999])
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_predict_finds_non_finite_rows_in_any_chunk(bad, row, layout):
+    """Dense X is checked for NaN and infinity by the compiled predict, chunk
+    by chunk, in whichever thread has the chunk; the error raised is
+    scikit-learn's, word for word."""
+    from sklearn.neural_network import MLPRegressor as SkMLPRegressor
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(5000, 6)
+    y = rng.randn(5000)
+    ours = MLPRegressor(hidden_layer_sizes=(5,), max_iter=2, random_state=0).fit(X[:50], y[:50])
+    theirs = SkMLPRegressor(hidden_layer_sizes=(5,), max_iter=2, random_state=0).fit(X[:50], y[:50])
+    X_bad = np.array(X, order=layout)
+    X_bad[row, 3] = bad
+    with pytest.raises(ValueError) as sk_err:
+        theirs.predict(X_bad)
+    with threadpool_limits(limits=2, user_api="blas"):
+        with pytest.raises(ValueError) as bp_err:
+            ours.predict(X_bad)
+    assert str(bp_err.value) == str(sk_err.value)

@@ -630,6 +630,9 @@ cdef int _buffers(Workspace ws, floating **xbuf, floating **ybuf,
 # --------------------------------------------------------------------------
 # Entry points (called from Python once per epoch / objective / predict)
 
+class NonFiniteInput(ValueError):
+    """``predict(check_finite=True)`` met NaN or infinity in X."""
+
 cdef int _dropout_state(Layout layout, Workspace ws, long long seed,
                         Dropout *drop, Dropout **dp) except -1:
     """Point ``dp`` at ``drop`` when the network has dropout and a seed is
@@ -803,12 +806,14 @@ def predict(Layout layout, Workspace ws, Input X,
             floating[:, ::1] out,            # OUT (n_rows x n_outputs)
             const floating[:, ::1] Y=None,   # IN  targets of those rows, optional
             const floating[::1] sw=None,     # IN  their weights, optional
-            Py_ssize_t first=0):
+            Py_ssize_t first=0, bint check_finite=False):
     """Output layer of the network for rows of X, ``layout.cap`` rows at a
     time: the rows listed in ``rows``, or else rows ``first`` to
     ``first + len(out)``. With ``Y`` (rows aligned with ``out``), also returns
     the mean loss of those rows (weighted by ``sw``; no L2 term); else returns
-    None."""
+    None. With ``check_finite``, dense rows are checked for NaN and infinity
+    while the chunk is in cache (instead of a pass over all of X before), and
+    ``NonFiniteInput`` is raised if there is any."""
     cdef const Net *net = &layout.net
     cdef const Source *src = &X.src
     cdef Py_ssize_t L = net.n_layers, k = net.units[L]
@@ -822,7 +827,9 @@ def predict(Layout layout, Workspace ws, Input X,
     cdef const floating *yp = NULL
     cdef const floating *swp = NULL
     cdef double loss = 0.0, sw_sum = 0.0
-    cdef Py_ssize_t r
+    cdef Py_ssize_t r, nf = X.n_features
+    cdef bint bad = False
+    check_finite = check_finite and not X.sparse
     if X.src.itemsize > <Py_ssize_t> sizeof(floating):
         raise TypeError("a float32 kernel cannot read float64 X")
     if (out.shape[0] != n or out.shape[1] != k or params.shape[0] != layout.n_params
@@ -843,6 +850,16 @@ def predict(Layout layout, Workspace ws, Input X,
             _forward(net, src, rp + start if rp != NULL else NULL,
                      first + start if rp == NULL else 0, nb, &params[0], pxbuf,
                      pacts, pzs, &xin, &ldx, NULL, NULL, NULL)
+            if check_finite:
+                if ldx == nf:
+                    bad = not all_finite(xin, nb * nf)
+                else:
+                    for r in range(nb):
+                        if not all_finite(xin + r * ldx, nf):
+                            bad = True
+                            break
+                if bad:
+                    break
             memcpy(&out[start, 0], pacts + net.act_off[L - 1],
                    nb * k * sizeof(floating))
             if with_loss:
@@ -850,12 +867,14 @@ def predict(Layout layout, Workspace ws, Input X,
                                   swp + start if swp != NULL else NULL,
                                   net.huber_delta)
             start += nb
-        if with_loss:
+        if with_loss and not bad:
             if swp != NULL:
                 for r in range(n):
                     sw_sum += swp[r]
             else:
                 sw_sum = n
+    if bad:
+        raise NonFiniteInput("X contains NaN or infinity")
     if with_loss:
         return loss / sw_sum
     return None
