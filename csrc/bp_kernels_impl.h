@@ -269,11 +269,15 @@ double S(bp_sumsq)(const REAL *x, ptrdiff_t n)
     return S(bp_sumsq_inline)(x, n);
 }
 
-double S(bp_dot)(const REAL *x, const REAL *y, ptrdiff_t n)
+/* Eight partial sums, for the same reason as the sum of squares above. */
+BP_MULTIVERSION double S(bp_dot)(const REAL *x, const REAL *y, ptrdiff_t n)
 {
-    double s = 0.0;
-    ptrdiff_t i;
-    for (i = 0; i < n; ++i) s += (double)x[i] * (double)y[i];
+    double acc[8] = {0.0}, s = 0.0;
+    ptrdiff_t i, k;
+    for (i = 0; i + 8 <= n; i += 8)
+        for (k = 0; k < 8; ++k) acc[k] += (double)x[i + k] * (double)y[i + k];
+    for (; i < n; ++i) s += (double)x[i] * (double)y[i];
+    for (k = 0; k < 8; ++k) s += acc[k];
     return s;
 }
 
