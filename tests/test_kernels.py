@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from blasprop import MLPClassifier, MLPRegressor
-from blasprop._blas import gemm_memview
+from blasprop._blas import gemm_memview, set_vector_gemm, vector_gemm
 
 from ._reference import HIDDEN, forward
 
@@ -22,7 +22,20 @@ DTYPES = [(np.float64, 1e-12), (np.float32, 1e-5)]
     [(1, 1, 1), (1, 1, 6), (1, 7, 3), (5, 1, 4), (13, 9, 1), (1, 9, 1), (7, 1, 1),
      (33, 17, 65)],
 )
-def test_gemm_matches_numpy(dtype, rtol, trans_a, trans_b, m, n, k, beta):
+@pytest.mark.parametrize("vector_gemm_policy", ["level-2", "gemm"])
+def test_gemm_matches_numpy(dtype, rtol, trans_a, trans_b, m, n, k, beta,
+                            vector_gemm_policy):
+    # one-row products and rank-one updates take gemv / ger or gemm,
+    # whichever the BLAS build is faster at (blasprop._base picks): both ways
+    saved = vector_gemm()
+    set_vector_gemm(*[vector_gemm_policy == "gemm"] * 4)
+    try:
+        _check_gemm(dtype, rtol, trans_a, trans_b, m, n, k, beta)
+    finally:
+        set_vector_gemm(*saved)
+
+
+def _check_gemm(dtype, rtol, trans_a, trans_b, m, n, k, beta):
     rng = np.random.RandomState(m * 100 + n * 10 + k)
     A = rng.randn(*((k, m) if trans_a else (m, k))).astype(dtype)
     B = rng.randn(*((n, k) if trans_b else (k, n))).astype(dtype)

@@ -8,6 +8,7 @@ that the same data, parameters and ``random_state`` give the same model.
 """
 
 import contextlib
+import os
 import threading
 import time
 import warnings
@@ -15,6 +16,7 @@ from abc import ABC, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
+import scipy
 import scipy.optimize
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, is_classifier
@@ -25,7 +27,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
-from . import _core
+from . import _blas, _core
 from ._progress import EpochReporter
 
 try:  # scikit-learn >= 1.9: its callback API (set_callbacks, ProgressBar, ...)
@@ -67,6 +69,37 @@ def _threadpools():
 
         _THREADPOOLS = ThreadpoolController()  # scans the loaded libraries once
     return _THREADPOOLS
+
+
+# OpenBLAS cores whose gemm has kernels for small matrices (OpenBLAS's
+# KERNEL.SKYLAKEX, which its Cooperlake and SapphireRapids targets include):
+# there one-row products and rank-one updates go to gemm (see _blas.pyx;
+# measured on SkylakeX, the others are inferred from the shared kernels).
+_SMALL_GEMM_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
+_VECTOR_POLICY = None
+
+
+def _scipy_openblas_core():
+    """OpenBLAS's core name for the library SciPy's BLAS comes from, or None."""
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(
+        scipy.__file__))), "scipy")  # scipy/ and scipy.libs/
+    for c in _threadpools().lib_controllers:
+        if (c.internal_api == "openblas" and c.architecture
+                and os.path.realpath(c.filepath).startswith(root)):
+            return c.architecture
+    return None
+
+
+def _choose_vector_gemm():
+    """Once per process: tell the BLAS gateway which vector shapes to send
+    to gemm, from the BLAS build SciPy uses."""
+    global _VECTOR_POLICY
+    if _VECTOR_POLICY is None:
+        small = (_scipy_openblas_core() or "").lower() in _SMALL_GEMM_CORES
+        # float one-row products stay on sgemv, which was the faster there
+        _VECTOR_POLICY = (small, False, small, small)
+        _blas.set_vector_gemm(*_VECTOR_POLICY)
+    return _VECTOR_POLICY
 
 
 def _blas_thread_count():
@@ -215,6 +248,7 @@ class _Network:
 
     def __init__(self, units, hidden_acts, out_act, loss_code, huber_delta, cap,
                  dropout=None):
+        _choose_vector_gemm()
         codes = [HIDDEN_ACTIVATIONS[a] for a in hidden_acts]
         codes.append(OUTPUT_ACTIVATIONS[out_act])
         self.units = list(units)
