@@ -82,10 +82,19 @@ BP_MULTIVERSION static void S(bp_act_inplace)(int act, REAL *x, ptrdiff_t cols)
     }
 }
 
+/* The first row, then copies of what is filled so far, doubling: a few long
+ * memcpy calls rather than one per row (the rows are short: 39 numbers on
+ * the seed network, where a memcpy per row was 7% of predict). */
 void S(bp_fill_rows)(REAL *z, const REAL *b, ptrdiff_t rows, ptrdiff_t cols)
 {
-    ptrdiff_t i;
-    for (i = 0; i < rows; ++i) memcpy(z + i * cols, b, (size_t)cols * sizeof(REAL));
+    ptrdiff_t done = 1, k;
+    if (rows < 1) return;
+    memcpy(z, b, (size_t)cols * sizeof(REAL));
+    while (done < rows) {
+        k = rows - done < done ? rows - done : done;
+        memcpy(z + done * cols, z, (size_t)(k * cols) * sizeof(REAL));
+        done += k;
+    }
 }
 
 void S(bp_activate)(int act, const REAL *z, REAL *a, ptrdiff_t rows, ptrdiff_t cols)
@@ -385,10 +394,21 @@ void S(bp_mul)(REAL *x, const REAL *m, ptrdiff_t n)
     for (i = 0; i < n; ++i) x[i] *= m[i];
 }
 
-int S(bp_all_finite)(const REAL *x, ptrdiff_t n)
+/* x * 0 is 0 for finite x and NaN for infinity and NaN: a block's sixteen
+ * partial sums of it are all 0 exactly when the block is finite. Written so
+ * that it vectorises (an early exit per element did not: a tenth of the
+ * seed network's predict, which checks its input this way). */
+BP_MULTIVERSION int S(bp_all_finite)(const REAL *x, ptrdiff_t n)
 {
-    ptrdiff_t i;
-    for (i = 0; i < n; ++i)
+    ptrdiff_t b, i, k;
+    for (b = 0; b + 256 <= n; b += 256) {
+        REAL acc[16] = {0}, s = 0;
+        for (i = b; i < b + 256; i += 16)
+            for (k = 0; k < 16; ++k) acc[k] += x[i + k] * (REAL)0;
+        for (k = 0; k < 16; ++k) s += acc[k];
+        if (s != 0) return 0;
+    }
+    for (i = b; i < n; ++i)
         if (!isfinite(x[i])) return 0;
     return 1;
 }
