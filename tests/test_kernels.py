@@ -20,15 +20,20 @@ DTYPES = [(np.float64, 1e-12), (np.float32, 1e-5)]
     "m,n,k",
     # vector shapes take the dot / axpy / gemv / ger paths of the gateway
     [(1, 1, 1), (1, 1, 6), (1, 7, 3), (5, 1, 4), (13, 9, 1), (1, 9, 1), (7, 1, 1),
-     (33, 17, 65)],
+     (33, 17, 65),
+     # past 64^3 multiply-adds with a small C: A'B in row blocks
+     (39, 39, 200), (7, 5, 7500),
+     # B' copied: 64 x 64 (the largest copied) and 65 x 64 (not copied)
+     (200, 64, 64), (200, 65, 64)],
 )
 @pytest.mark.parametrize("vector_gemm_policy", ["level-2", "gemm"])
 def test_gemm_matches_numpy(dtype, rtol, trans_a, trans_b, m, n, k, beta,
                             vector_gemm_policy):
-    # one-row products and rank-one updates take gemv / ger or gemm,
-    # whichever the BLAS build is faster at (blasprop._base picks): both ways
+    # one-row products and rank-one updates take gemv / ger or gemm, and
+    # transposed products their small-kernel forms, whichever the BLAS build
+    # is faster at (blasprop._base picks): both ways
     saved = vector_gemm()
-    set_vector_gemm(*[vector_gemm_policy == "gemm"] * 4)
+    set_vector_gemm(*[vector_gemm_policy == "gemm"] * 5)
     try:
         _check_gemm(dtype, rtol, trans_a, trans_b, m, n, k, beta)
     finally:

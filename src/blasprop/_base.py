@@ -97,7 +97,7 @@ def _choose_vector_gemm():
     if _VECTOR_POLICY is None:
         small = (_scipy_openblas_core() or "").lower() in _SMALL_GEMM_CORES
         # float one-row products stay on sgemv, which was the faster there
-        _VECTOR_POLICY = (small, False, small, small)
+        _VECTOR_POLICY = (small, False, small, small, small)
         _blas.set_vector_gemm(*_VECTOR_POLICY)
     return _VECTOR_POLICY
 

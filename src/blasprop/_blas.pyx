@@ -22,6 +22,15 @@ sger 292 ns, sgemm 170 ns; sgemv 105 ns, sgemm 175 ns). ``set_vector_gemm``
 (called once by the Python layer, from the BLAS that threadpoolctl reports)
 sends those shapes to gemm; the choice depends only on the BLAS build, so
 results are reproducible on a machine.
+
+The same build's small-matrix kernels are also slower for some transposes
+and sizes than for others (float64, one thread, 39-wide layers): C = A Bᵀ
+took 18.6 us at 200 rows where C = A B took 11.6 us (3.2 against 1.7 us at
+32 rows), and Aᵀ B over 200 rows 14.9 us where two halves of 100 rows took
+10.1 us together (past 64³ multiply-adds OpenBLAS leaves its small kernels).
+With ``small_kernels`` set, a small Bᵀ is copied to a row-major block and
+multiplied untransposed, and Aᵀ B with a small C is summed over row blocks
+of at most 64³ multiply-adds.
 """
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport (dgemm, sgemm, dgemv, sgemv, dger, sger,
@@ -33,21 +42,46 @@ cdef bint _rows_gemm_d = False      # m == 1, double
 cdef bint _rows_gemm_s = False      # m == 1, float
 cdef bint _outer_gemm_d = False     # k == 1, double
 cdef bint _outer_gemm_s = False     # k == 1, float
+cdef bint _small_kernels = False    # the transposes and row blocks above
+
+# B' of at most this many entries is copied (a stack buffer), for products
+# of at most SMALL_MAX multiply-adds; A'B is cut into row blocks of at most
+# SMALL_BLOCK multiply-adds, for C of at most SMALL_T entries.
+cdef enum:
+    SMALL_T = 4096
+    SMALL_MAX = 1 << 20
+    SMALL_BLOCK = 64 * 64 * 64
 
 
 def set_vector_gemm(bint rows_double, bint rows_float, bint outer_double,
-                    bint outer_float):
+                    bint outer_float, bint small_kernels):
     """Send one-row products (m == 1) and rank-one updates (k == 1) to gemm
-    instead of gemv and ger, per dtype. Set before any fit runs."""
-    global _rows_gemm_d, _rows_gemm_s, _outer_gemm_d, _outer_gemm_s
+    instead of gemv and ger, per dtype, and choose the small-kernel forms of
+    transposed products. Set before any fit runs."""
+    global _rows_gemm_d, _rows_gemm_s, _outer_gemm_d, _outer_gemm_s, _small_kernels
     _rows_gemm_d, _rows_gemm_s = rows_double, rows_float
     _outer_gemm_d, _outer_gemm_s = outer_double, outer_float
+    _small_kernels = small_kernels
 
 
 def vector_gemm():
-    """The current choice: (rows_double, rows_float, outer_double, outer_float)."""
+    """The current choice: (rows_double, rows_float, outer_double,
+    outer_float, small_kernels)."""
     return (bool(_rows_gemm_d), bool(_rows_gemm_s), bool(_outer_gemm_d),
-            bool(_outer_gemm_s))
+            bool(_outer_gemm_s), bool(_small_kernels))
+
+
+cdef inline void _gemm_call(char *tb, char *ta, blas_int n, blas_int m, blas_int k,
+                            floating alpha, const floating *B, blas_int ldb,
+                            const floating *A, blas_int lda, floating beta,
+                            floating *C, blas_int ldc) noexcept nogil:
+    """The Fortran gemm, operands already swapped (column-major Cᵀ = op(B)ᵀ op(A)ᵀ)."""
+    if floating is double:
+        dgemm(tb, ta, &n, &m, &k, &alpha, <double *> B, &ldb, <double *> A, &lda,
+              &beta, C, &ldc)
+    else:
+        sgemm(tb, ta, &n, &m, &k, &alpha, <float *> B, &ldb, <float *> A, &lda,
+              &beta, C, &ldc)
 
 
 cdef inline void _scale_c(blas_int m, blas_int n, floating beta, floating *C,
@@ -147,12 +181,31 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
         else:
             sger(&n, &m, &alpha, <float *> B, &inc_b, <float *> A, &inc_a, C, &ldc)
         return
-    if floating is double:
-        dgemm(&tb, &ta, &n, &m, &k, &alpha, <double *> B, &ldb,
-              <double *> A, &lda, &beta, C, &ldc)
-    else:
-        sgemm(&tb, &ta, &n, &m, &k, &alpha, <float *> B, &ldb,
-              <float *> A, &lda, &beta, C, &ldc)
+    cdef floating bt[SMALL_T]
+    cdef blas_int p, j, kc, kk, nn = n
+    cdef floating b
+    if _small_kernels and trans_b and not trans_a and n * k <= SMALL_T \
+            and m * n * k <= SMALL_MAX:
+        # op(B) = Bᵀ as a row-major k x n block, then the untransposed product
+        for p in range(k):
+            for j in range(n):
+                bt[p * n + j] = B[j * ldb + p]
+        _gemm_call(&nt, &ta, n, m, k, alpha, bt, nn, A, lda, beta, C, ldc)
+        return
+    if _small_kernels and trans_a and not trans_b and m * n <= SMALL_T \
+            and m * n * k > SMALL_BLOCK:
+        # sum over blocks of rows of A and B, each within the small kernels
+        kc = SMALL_BLOCK // (m * n)
+        b = beta
+        p = 0
+        while p < k:
+            kk = min(kc, k - p)
+            _gemm_call(&tb, &ta, n, m, kk, alpha, B + p * ldb, ldb, A + p * lda, lda,
+                       b, C, ldc)
+            b = 1
+            p += kk
+        return
+    _gemm_call(&tb, &ta, n, m, k, alpha, B, ldb, A, lda, beta, C, ldc)
 
 
 def gemm_memview(bint trans_a, bint trans_b, double alpha,
