@@ -23,8 +23,9 @@ DTYPES = [(np.float64, 1e-12), (np.float32, 1e-5)]
      (33, 17, 65),
      # past 64^3 multiply-adds with a small C: A'B in row blocks
      (39, 39, 200), (7, 5, 7500),
-     # B' copied: 64 x 64 (the largest copied) and 65 x 64 (not copied)
-     (200, 64, 64), (200, 65, 64)],
+     # B' copied: 64 x 64 (the largest copied) and 65 x 64 (not copied);
+     # 16 rows (the fewest copied)
+     (200, 64, 64), (200, 65, 64), (16, 9, 5)],
 )
 @pytest.mark.parametrize("vector_gemm_policy", ["level-2", "gemm"])
 def test_gemm_matches_numpy(dtype, rtol, trans_a, trans_b, m, n, k, beta,
