@@ -258,19 +258,25 @@ void S(bp_finish_grad)(REAL *g, const REAL *p, ptrdiff_t n_coef, ptrdiff_t n,
  * while it is still in L1. */
 #define BP_STEP_BLOCK 512
 
-/* Sum of squares in double with sixteen partial sums: a single accumulator
- * would wait on the latency of each addition, and sixteen in a fixed order
- * are four AVX2 registers (GCC does not reorder a floating-point sum by
- * itself). Inlined into the step, so that it also gets the AVX2 clone. */
-static inline double S(bp_sumsq_inline)(const REAL *x, ptrdiff_t n)
+/* Sum of x[i] y[i] in double with sixteen partial sums: a single
+ * accumulator would wait on the latency of each addition, and sixteen in a
+ * fixed order are four AVX2 registers (GCC does not reorder a floating-point
+ * sum by itself). Inlined into the step (as the sum of squares), so that it
+ * also gets the AVX2 clone. */
+static inline double S(bp_dot_inline)(const REAL *x, const REAL *y, ptrdiff_t n)
 {
     double acc[16] = {0.0}, s = 0.0;
     ptrdiff_t i, k;
     for (i = 0; i + 16 <= n; i += 16)
-        for (k = 0; k < 16; ++k) acc[k] += (double)x[i + k] * (double)x[i + k];
-    for (; i < n; ++i) s += (double)x[i] * (double)x[i];
+        for (k = 0; k < 16; ++k) acc[k] += (double)x[i + k] * (double)y[i + k];
+    for (; i < n; ++i) s += (double)x[i] * (double)y[i];
     for (k = 0; k < 16; ++k) s += acc[k];
     return s;
+}
+
+static inline double S(bp_sumsq_inline)(const REAL *x, ptrdiff_t n)
+{
+    return S(bp_dot_inline)(x, x, n);
 }
 
 double S(bp_sumsq)(const REAL *x, ptrdiff_t n)
@@ -278,16 +284,9 @@ double S(bp_sumsq)(const REAL *x, ptrdiff_t n)
     return S(bp_sumsq_inline)(x, n);
 }
 
-/* Eight partial sums, for the same reason as the sum of squares above. */
 BP_MULTIVERSION double S(bp_dot)(const REAL *x, const REAL *y, ptrdiff_t n)
 {
-    double acc[8] = {0.0}, s = 0.0;
-    ptrdiff_t i, k;
-    for (i = 0; i + 8 <= n; i += 8)
-        for (k = 0; k < 8; ++k) acc[k] += (double)x[i + k] * (double)y[i + k];
-    for (; i < n; ++i) s += (double)x[i] * (double)y[i];
-    for (k = 0; k < 8; ++k) s += acc[k];
-    return s;
+    return S(bp_dot_inline)(x, y, n);
 }
 
 BP_MULTIVERSION double S(bp_decay_sumsq)(REAL *x, ptrdiff_t n, REAL c)
