@@ -90,7 +90,8 @@ def test_show_config_dict_keys_and_versions():
     assert set(info["python"]) == {"version", "implementation", "executable", "platform",
                                    "machine"}
     assert set(info["dependencies"]) == {"numpy", "scipy", "scikit-learn", "threadpoolctl"}
-    assert set(info["blas"]) == {"via", "build", "loaded", "num_threads"}
+    assert set(info["blas"]) == {"via", "build", "loaded", "num_threads",
+                                 "small_matrix_gemm"}
 
     assert info["blasprop"]["version"] == blasprop.__version__
     assert info["blasprop"]["build_options"] == build_options
@@ -176,3 +177,26 @@ def test_show_config_prints_report(capsys):
 def test_show_config_rejects_unknown_mode():
     with pytest.raises(ValueError, match="mode"):
         blasprop.show_config(mode="json")
+
+
+def test_small_matrix_gemm_follows_the_openblas_core():
+    """The small-matrix gemm routing is chosen from the core OpenBLAS reports
+    for SciPy's BLAS; other cores and other BLAS keep gemv and ger."""
+    from blasprop._base import _choose_vector_gemm
+    from blasprop._blas import vector_gemm
+    from blasprop._config import scipy_blas, small_matrix_gemm
+
+    def pool(api, arch):
+        return {"internal_api": api, "architecture": arch}
+
+    assert small_matrix_gemm([pool("openblas", "SkylakeX")])
+    assert small_matrix_gemm([pool("openblas", "SapphireRapids")])
+    assert not small_matrix_gemm([pool("openblas", "Haswell")])
+    assert not small_matrix_gemm([pool("openblas", "Zen")])
+    assert not small_matrix_gemm([pool("mkl", "SkylakeX")])
+    assert not small_matrix_gemm([pool("openblas", None)])
+    assert not small_matrix_gemm([])
+    # what this process chose is what its BLAS reports
+    small = small_matrix_gemm(scipy_blas())
+    assert _choose_vector_gemm() == (small, False, small, small, small)
+    assert vector_gemm() == (small, False, small, small, small)

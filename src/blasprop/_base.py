@@ -8,7 +8,6 @@ that the same data, parameters and ``random_state`` give the same model.
 """
 
 import contextlib
-import os
 import threading
 import time
 import warnings
@@ -16,7 +15,6 @@ from abc import ABC, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
-import scipy
 import scipy.optimize
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, is_classifier
@@ -71,31 +69,18 @@ def _threadpools():
     return _THREADPOOLS
 
 
-# OpenBLAS cores whose gemm has kernels for small matrices (OpenBLAS's
-# KERNEL.SKYLAKEX, which its Cooperlake and SapphireRapids targets include):
-# there one-row products and rank-one updates go to gemm (see _blas.pyx;
-# measured on SkylakeX, the others are inferred from the shared kernels).
-_SMALL_GEMM_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
 _VECTOR_POLICY = None
 
 
-def _scipy_openblas_core():
-    """OpenBLAS's core name for the library SciPy's BLAS comes from, or None."""
-    root = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(
-        scipy.__file__))), "scipy")  # scipy/ and scipy.libs/
-    for c in _threadpools().lib_controllers:
-        if (c.internal_api == "openblas" and c.architecture
-                and os.path.realpath(c.filepath).startswith(root)):
-            return c.architecture
-    return None
-
-
 def _choose_vector_gemm():
-    """Once per process: tell the BLAS gateway which vector shapes to send
-    to gemm, from the BLAS build SciPy uses."""
+    """Once per process: tell the BLAS gateway which vector shapes and
+    transposes to send to gemm's small-matrix kernels, from the BLAS build
+    SciPy uses (see _blas.pyx and _config.small_matrix_gemm)."""
     global _VECTOR_POLICY
     if _VECTOR_POLICY is None:
-        small = (_scipy_openblas_core() or "").lower() in _SMALL_GEMM_CORES
+        from ._config import scipy_blas, small_matrix_gemm
+
+        small = small_matrix_gemm(scipy_blas())
         # float one-row products stay on sgemv, which was the faster there
         _VECTOR_POLICY = (small, False, small, small, small)
         _blas.set_vector_gemm(*_VECTOR_POLICY)

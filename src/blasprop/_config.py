@@ -88,6 +88,26 @@ def _runtime_blas(build_name):
     ]
 
 
+def scipy_blas():
+    """SciPy's loaded BLAS libraries (threadpoolctl's entries), [] if unknown."""
+    return _runtime_blas(_scipy_build_blas().get("name")) or []
+
+
+def small_matrix_gemm(loaded):
+    """Whether SciPy's BLAS, as ``scipy_blas`` lists it, is an OpenBLAS whose
+    core has small-matrix gemm kernels (see _blas.pyx)."""
+    return any(p.get("internal_api") == "openblas"
+               and (p.get("architecture") or "").lower() in SMALL_GEMM_CORES
+               for p in loaded)
+
+
+# OpenBLAS cores whose gemm has kernels for small matrices (OpenBLAS's
+# KERNEL.SKYLAKEX, which its Cooperlake and SapphireRapids targets include):
+# there blasprop sends its one-row products and rank-one updates to gemm
+# (measured on SkylakeX; the others are inferred from the shared kernels).
+SMALL_GEMM_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
+
+
 def _version_of(module_name):
     try:
         module = __import__(module_name)
@@ -133,6 +153,7 @@ def _collect():
             "build": build,
             "loaded": runtime,
             "num_threads": threads,
+            "small_matrix_gemm": small_matrix_gemm(runtime or []),
         },
     }
 
@@ -161,6 +182,8 @@ def _format(info):
             lines.append(f"  configuration: {build['openblas configuration']}")
     else:
         lines.append("  built against: unknown (scipy.show_config has no record)")
+    lines.append("  small products to small-matrix gemm kernels: "
+                 + ("yes" if blas["small_matrix_gemm"] else "no (gemv, ger)"))
     loaded = blas["loaded"]
     if loaded is None:
         lines.append("  loaded: unknown (pip install threadpoolctl to see the library and its threads)")
