@@ -155,7 +155,7 @@ def _predict_chunk_rows(units, itemsize, n_rows):
     return int(max(1, min(n_rows, max(_PREDICT_MIN_ROWS, _PREDICT_CHUNK_BYTES // per_row))))
 
 
-def _parallel_predict(net, dtype, sparse, X_in, params, out, check_finite):
+def _parallel_predict(net, dtype, X_in, params, out, check_finite):
     """``_core.predict`` of all rows of ``X_in`` into ``out``, its chunks
     split between threads."""
     n, cap = out.shape[0], net.layout.cap
@@ -163,7 +163,7 @@ def _parallel_predict(net, dtype, sparse, X_in, params, out, check_finite):
     n_threads = min(_blas_thread_count(), n_chunks)
     no_rows = np.empty(0, np.intp)
     if n_threads < 2:
-        _core.predict(net.layout, net.workspace(dtype, sparse), X_in, params,
+        _core.predict(net.layout, net.workspace(dtype, X_in.sparse), X_in, params,
                       no_rows, out, check_finite=check_finite)
         return
     # thread t takes chunks [n_chunks t / T, n_chunks (t + 1) / T)
@@ -173,7 +173,7 @@ def _parallel_predict(net, dtype, sparse, X_in, params, out, check_finite):
     def part(t):
         a, b = bounds[t], bounds[t + 1]
         try:
-            _core.predict(net.layout, net.workspace(dtype, sparse), X_in, params,
+            _core.predict(net.layout, net.workspace(dtype, X_in.sparse), X_in, params,
                           no_rows, out[a:b], first=a, check_finite=check_finite)
         except BaseException as exc:  # raised again in the calling thread
             errors.append(exc)
@@ -776,7 +776,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         if params is None or params.dtype != dtype:
             params = net.pack(self.coefs_, self.intercepts_, dtype)
         if rows is None and Y is None:
-            _parallel_predict(net, dtype, X_in.sparse, X_in, params, out, check_finite)
+            _parallel_predict(net, dtype, X_in, params, out, check_finite)
             return out
         ws = net.workspace(dtype, X_in.sparse)
         rows = np.empty(0, np.intp) if rows is None else np.ascontiguousarray(rows, np.intp)
