@@ -25,7 +25,11 @@ DTYPES = [(np.float64, 1e-12), (np.float32, 1e-5)]
      (39, 39, 200), (7, 5, 7500),
      # B' copied: 64 x 64 (the largest copied) and 65 x 64 (not copied);
      # 16 rows (the fewest copied)
-     (200, 64, 64), (200, 65, 64), (16, 9, 5)],
+     (200, 64, 64), (200, 65, 64), (16, 9, 5),
+     # A op(B) in blocks of rows within 10^6 multiply-adds: 657 rows of
+     # 39 x 39 (one block), 658 (two), 1,315 (three); 245 rows of 64 x 64
+     # (blocks of 244); 65 x 64 is not cut
+     (657, 39, 39), (658, 39, 39), (1315, 39, 39), (245, 64, 64), (300, 65, 64)],
 )
 @pytest.mark.parametrize("vector_gemm_policy", ["level-2", "gemm"])
 def test_gemm_matches_numpy(dtype, rtol, trans_a, trans_b, m, n, k, beta,

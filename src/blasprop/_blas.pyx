@@ -31,6 +31,13 @@ took 18.6 us at 200 rows where C = A B took 11.6 us (3.2 against 1.7 us at
 With ``small_kernels`` set, a small Bᵀ is copied to a row-major block and
 multiplied untransposed, and Aᵀ B with a small C is summed over row blocks
 of at most 64³ multiply-adds.
+
+Those kernels stop at 10⁶ multiply-adds (100³): a 39 x 39 layer over 657
+rows took 33 ns a row, over 658 rows 46 ns (float; double 45 and 95 ns).
+So with ``small_kernels`` set, A op(B) with a small op(B) is also cut into
+blocks of rows that stay within that limit: over 4,096 rows of 39 x 39,
+1.3x faster in float and 2.0x in double; 1.2-1.7x for the other small
+shapes measured (30 to 128 wide).
 """
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport (dgemm, sgemm, dgemv, sgemv, dger, sger,
@@ -44,16 +51,16 @@ cdef bint _outer_gemm_d = False     # k == 1, double
 cdef bint _outer_gemm_s = False     # k == 1, float
 cdef bint _small_kernels = False    # the transposes and row blocks above
 
-# B' of at most SMALL_T entries is copied (a stack buffer), for products of
-# SMALL_MIN_ROWS rows or more and at most SMALL_MAX multiply-adds; A'B is cut
-# into row blocks of at most
-# SMALL_BLOCK multiply-adds, for C of at most SMALL_T entries.
+# A op(B) with op(B) of at most SMALL_T entries is cut into blocks of rows of
+# at most SMALL_LIMIT multiply-adds, op(B) = B' first copied (a stack buffer)
+# for products of SMALL_MIN_ROWS rows or more; A'B is cut into row blocks of
+# at most SMALL_BLOCK multiply-adds, for C of at most SMALL_T entries.
 cdef enum:
     # fewer rows do not repay the copy of B': at one row the untransposed
     # product saved 51 ns (182 -> 131 ns), less than copying a 39 x 39 block
     SMALL_MIN_ROWS = 16
     SMALL_T = 4096
-    SMALL_MAX = 1 << 20
+    SMALL_LIMIT = 1000000
     SMALL_BLOCK = 64 * 64 * 64
 
 
@@ -188,24 +195,34 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
     cdef floating bt[SMALL_T]
     cdef blas_int p, j, kc, kk, nn = n
     cdef floating b
-    if _small_kernels and trans_b and not trans_a and n * k <= SMALL_T \
-            and m >= SMALL_MIN_ROWS and m * n * k <= SMALL_MAX:
-        # op(B) = Bᵀ as a row-major k x n block, then the untransposed product
-        for p in range(k):
-            for j in range(n):
-                bt[p * n + j] = B[j * ldb + p]
-        _gemm_call(&nt, &ta, n, m, k, alpha, bt, nn, A, lda, beta, C, ldc)
+    if _small_kernels and not trans_a and n * k <= SMALL_T and (
+            m >= SMALL_MIN_ROWS if trans_b else <double> m * (n * k) > SMALL_LIMIT):
+        if trans_b:
+            # op(B) = Bᵀ as a row-major k x n block, multiplied untransposed
+            for p in range(k):
+                for j in range(n):
+                    bt[p * n + j] = B[j * ldb + p]
+            B = bt
+            ldb = nn
+        # blocks of kc rows, each within the small kernels
+        kc = SMALL_LIMIT // (n * k)
+        p = 0
+        while p < m:
+            kk = min(kc, m - p)
+            _gemm_call(&nt, &ta, n, kk, k, alpha, B, ldb, A + <Py_ssize_t> p * lda, lda,
+                       beta, C + <Py_ssize_t> p * ldc, ldc)
+            p += kk
         return
     if _small_kernels and trans_a and not trans_b and m * n <= SMALL_T \
-            and m * n * k > SMALL_BLOCK:
+            and <double> k * (m * n) > SMALL_BLOCK:
         # sum over blocks of rows of A and B, each within the small kernels
         kc = SMALL_BLOCK // (m * n)
         b = beta
         p = 0
         while p < k:
             kk = min(kc, k - p)
-            _gemm_call(&tb, &ta, n, m, kk, alpha, B + p * ldb, ldb, A + p * lda, lda,
-                       b, C, ldc)
+            _gemm_call(&tb, &ta, n, m, kk, alpha, B + <Py_ssize_t> p * ldb, ldb,
+                       A + <Py_ssize_t> p * lda, lda, b, C, ldc)
             b = 1
             p += kk
         return
