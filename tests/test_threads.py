@@ -306,3 +306,31 @@ def test_predict_finds_non_finite_rows_in_any_chunk(bad, row, layout):
         with pytest.raises(ValueError) as bp_err:
             ours.predict(X_bad)
     assert str(bp_err.value) == str(sk_err.value)
+
+
+def test_predict_takes_chunks_from_a_shared_counter():
+    """With a chunk counter, a predict call computes the chunks it takes from
+    it, whichever they are: a chunk already taken is left alone, the others
+    match predict without a counter, and the counter ends past the last."""
+    from blasprop import _core
+
+    rng = np.random.RandomState(2)
+    X = rng.randn(2000, 6)
+    est = MLPRegressor(hidden_layer_sizes=(5,), max_iter=2, random_state=0)
+    est.fit(X[:50], rng.randn(50, 2))
+    expected = est.predict(X)
+    units = [6, 5, 2]
+    cap = 300
+    net = est._network(cap, np.float64, units, exact_cap=True)
+    params = net.pack(est.coefs_, est.intercepts_, np.float64)
+    X_in, no_rows = _core.Input(X), np.empty(0, np.intp)
+    out = np.full((2000, 2), np.nan)
+    chunks = np.array([2], np.intp)          # chunks 0 and 1 taken elsewhere
+    _core.predict(net.layout, net.workspace(np.float64, False), X_in, params, no_rows,
+                  out, chunks=chunks)
+    assert np.isnan(out[:2 * cap]).all()
+    np.testing.assert_allclose(out[2 * cap:], expected[2 * cap:], rtol=1e-12)
+    assert chunks[0] == -(-2000 // cap) + 1
+    with pytest.raises(ValueError, match="chunks"):
+        _core.predict(net.layout, net.workspace(np.float64, False), X_in, params,
+                      np.arange(3, dtype=np.intp), out[:3], chunks=np.zeros(1, np.intp))

@@ -157,33 +157,32 @@ def _predict_chunk_rows(units, itemsize, n_rows):
 
 def _parallel_predict(net, dtype, X_in, params, out, check_finite):
     """``_core.predict`` of all rows of ``X_in`` into ``out``, its chunks
-    split between threads."""
+    shared by threads: each takes the next chunk when it is free (the cores
+    of a shared machine are often not equally fast; an even split waits
+    for the slower one)."""
     n, cap = out.shape[0], net.layout.cap
-    n_chunks = -(-n // cap)
-    n_threads = min(_blas_thread_count(), n_chunks)
+    n_threads = min(_blas_thread_count(), -(-n // cap))
     no_rows = np.empty(0, np.intp)
     if n_threads < 2:
         _core.predict(net.layout, net.workspace(dtype, X_in.sparse), X_in, params,
                       no_rows, out, check_finite=check_finite)
         return
-    # thread t takes chunks [n_chunks t / T, n_chunks (t + 1) / T)
-    bounds = [min(n, cap * (n_chunks * t // n_threads)) for t in range(n_threads + 1)]
+    chunks = np.zeros(1, np.intp)
     errors = []
 
-    def part(t):
-        a, b = bounds[t], bounds[t + 1]
+    def part():
         try:
             _core.predict(net.layout, net.workspace(dtype, X_in.sparse), X_in, params,
-                          no_rows, out[a:b], first=a, check_finite=check_finite)
+                          no_rows, out, check_finite=check_finite, chunks=chunks)
         except BaseException as exc:  # raised again in the calling thread
             errors.append(exc)
 
     with _one_blas_thread():
-        helpers = [threading.Thread(target=part, args=(t,), daemon=True)
-                   for t in range(1, n_threads)]
+        helpers = [threading.Thread(target=part, daemon=True)
+                   for _ in range(1, n_threads)]
         for h in helpers:
             h.start()
-        part(0)
+        part()
         for h in helpers:
             h.join()
     if errors:

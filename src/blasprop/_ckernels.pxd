@@ -36,6 +36,11 @@ cdef extern from "bp_kernels.h" nogil:
     int bp_all_finite_f(const float *x, Py_ssize_t n)
 
 
+cdef extern from "bp_atomic.h" nogil:
+    Py_ssize_t bp_take(Py_ssize_t *counter)
+    void bp_take_none(Py_ssize_t *counter)
+
+
 # One fused entry point per kernel: the dtype picks the C function.
 from cython cimport floating
 

@@ -33,7 +33,7 @@ from ._blas cimport gemm, blas_int
 from ._ckernels cimport (
     bp_act_needs_z, bp_prefetch, fill_rows, activate, act_grad, loss_delta,
     loss_only, colsum_add, finish_grad, sumsq, decay_sumsq, step, all_finite,
-    dropout, mul, dot,
+    dropout, mul, dot, bp_take, bp_take_none,
 )
 from libc.stdint cimport uint64_t, int32_t, int64_t
 
@@ -800,20 +800,33 @@ def objective(Layout layout, Workspace ws, Input X,
     return loss
 
 
+cdef inline Py_ssize_t _taken_rows(Py_ssize_t *counter, Py_ssize_t cap,
+                                   Py_ssize_t n) noexcept nogil:
+    """First row of the next chunk taken from the counter; n when none is left."""
+    cdef Py_ssize_t c = bp_take(counter)
+    return c * cap if c < (n + cap - 1) // cap else n
+
+
 def predict(Layout layout, Workspace ws, Input X,
             const floating[::1] params,      # IN
             const Py_ssize_t[::1] rows,      # IN  rows of X, or length 0 for all
             floating[:, ::1] out,            # OUT (n_rows x n_outputs)
             const floating[:, ::1] Y=None,   # IN  targets of those rows, optional
             const floating[::1] sw=None,     # IN  their weights, optional
-            Py_ssize_t first=0, bint check_finite=False):
+            Py_ssize_t first=0, bint check_finite=False,
+            Py_ssize_t[::1] chunks=None):    # IN/OUT shared chunk counter, optional
     """Output layer of the network for rows of X, ``layout.cap`` rows at a
     time: the rows listed in ``rows``, or else rows ``first`` to
     ``first + len(out)``. With ``Y`` (rows aligned with ``out``), also returns
     the mean loss of those rows (weighted by ``sw``; no L2 term); else returns
     None. With ``check_finite``, dense rows are checked for NaN and infinity
     while the chunk is in cache (instead of a pass over all of X before), and
-    ``NonFiniteInput`` is raised if there is any."""
+    ``NonFiniteInput`` is raised if there is any.
+
+    With ``chunks`` (one counter, shared by threads that call this at once
+    with the same ``out`` and no ``rows`` or ``Y``), the call computes only
+    the chunks it takes from the counter, one at a time, until none is left:
+    chunk c is rows ``c * cap`` to ``(c + 1) * cap``, whoever computes it."""
     cdef const Net *net = &layout.net
     cdef const Source *src = &X.src
     cdef Py_ssize_t L = net.n_layers, k = net.units[L]
@@ -829,7 +842,12 @@ def predict(Layout layout, Workspace ws, Input X,
     cdef double loss = 0.0, sw_sum = 0.0
     cdef Py_ssize_t r, nf = X.n_features
     cdef bint bad = False
+    cdef Py_ssize_t *counter = NULL
     check_finite = check_finite and not X.sparse
+    if chunks is not None:
+        if chunks.shape[0] != 1 or rows.shape[0] > 0 or Y is not None:
+            raise ValueError("chunks: one counter, for all rows and no targets")
+        counter = &chunks[0]
     if X.src.itemsize > <Py_ssize_t> sizeof(floating):
         raise TypeError("a float32 kernel cannot read float64 X")
     if (out.shape[0] != n or out.shape[1] != k or params.shape[0] != layout.n_params
@@ -844,7 +862,7 @@ def predict(Layout layout, Workspace ws, Input X,
                 raise ValueError("inconsistent shapes")
             swp = &sw[0]
     with nogil:
-        start = 0
+        start = 0 if counter == NULL else _taken_rows(counter, cap, n)
         while start < n:
             nb = min(cap, n - start)
             _forward(net, src, rp + start if rp != NULL else NULL,
@@ -859,6 +877,8 @@ def predict(Layout layout, Workspace ws, Input X,
                             bad = True
                             break
                 if bad:
+                    if counter != NULL:
+                        bp_take_none(counter)
                     break
             memcpy(&out[start, 0], pacts + net.act_off[L - 1],
                    nb * k * sizeof(floating))
@@ -866,7 +886,7 @@ def predict(Layout layout, Workspace ws, Input X,
                 loss += loss_only(net.loss, nb, k, &out[start, 0], yp + start * k,
                                   swp + start if swp != NULL else NULL,
                                   net.huber_delta)
-            start += nb
+            start = start + nb if counter == NULL else _taken_rows(counter, cap, n)
         if with_loss and not bad:
             if swp != NULL:
                 for r in range(n):
