@@ -204,8 +204,10 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
                     bt[p * n + j] = B[j * ldb + p]
             B = bt
             ldb = nn
-        # blocks of kc rows, each within the small kernels
+        # blocks of at most kc rows, each within the small kernels, as even
+        # as the count of blocks allows
         kc = SMALL_LIMIT // (n * k)
+        kc = (m + (m + kc - 1) // kc - 1) // ((m + kc - 1) // kc)
         p = 0
         while p < m:
             kk = min(kc, m - p)
@@ -215,8 +217,11 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
         return
     if _small_kernels and trans_a and not trans_b and m * n <= SMALL_T \
             and <double> k * (m * n) > SMALL_BLOCK:
-        # sum over blocks of rows of A and B, each within the small kernels
+        # sum over blocks of rows of A and B, each within the small kernels,
+        # as even as the count of blocks allows (200 rows of 39 x 39: 100 and
+        # 100 took 10.8 us, 172 and 28 11.9 us)
         kc = SMALL_BLOCK // (m * n)
+        kc = (k + (k + kc - 1) // kc - 1) // ((k + kc - 1) // kc)
         b = beta
         p = 0
         while p < k:
