@@ -12,6 +12,7 @@
 
 #if defined(_MSC_VER) && !defined(__clang__)
 #include <intrin.h>
+#ifdef _WIN64
 static inline ptrdiff_t bp_take(ptrdiff_t *counter)
 {
     return (ptrdiff_t)_InterlockedExchangeAdd64((volatile __int64 *)counter, 1);
@@ -20,6 +21,16 @@ static inline void bp_take_none(ptrdiff_t *counter)
 {
     _InterlockedExchange64((volatile __int64 *)counter, (__int64)(PTRDIFF_MAX / 2));
 }
+#else /* ptrdiff_t is a 32-bit long */
+static inline ptrdiff_t bp_take(ptrdiff_t *counter)
+{
+    return (ptrdiff_t)_InterlockedExchangeAdd((volatile long *)counter, 1);
+}
+static inline void bp_take_none(ptrdiff_t *counter)
+{
+    _InterlockedExchange((volatile long *)counter, (long)(PTRDIFF_MAX / 2));
+}
+#endif
 #else
 /* the item taken: the counter's value before one is added */
 static inline ptrdiff_t bp_take(ptrdiff_t *counter)
