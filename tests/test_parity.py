@@ -182,7 +182,15 @@ def check_parity(data, params, steps, X_eval=None):
     bp, sk = Bp(**copy.deepcopy(full)), Sk(**copy.deepcopy(full))
     X_eval = data.X if X_eval is None else X_eval
     for i, one_step in enumerate(steps, 1):
-        one_step(sk)
+        # numpy's bundled OpenBLAS now and then raises the floating-point
+        # invalid flag inside a product of finite float32 arrays (seen here in
+        # scikit-learn's 1 x 5 by 5 x 7 delta product at batch size 1, once in
+        # a full run; numpy issue 24067 is an earlier case), and the "error"
+        # warning filter turns numpy's RuntimeWarning into a failure of the
+        # reference fit. Only the reference ignores that flag: a NaN it
+        # really produced still fails the comparison below.
+        with np.errstate(invalid="ignore"):
+            one_step(sk)
         one_step(bp)
         where = f"step {i}/{len(steps)}: {one_step.description}"
         assert_same_model(bp, sk, X_eval, where)
