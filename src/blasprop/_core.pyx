@@ -813,11 +813,10 @@ def predict(Layout layout, Workspace ws, Input X,
             floating[:, ::1] out,            # OUT (n_rows x n_outputs)
             const floating[:, ::1] Y=None,   # IN  targets of those rows, optional
             const floating[::1] sw=None,     # IN  their weights, optional
-            Py_ssize_t first=0, bint check_finite=False,
+            bint check_finite=False,
             Py_ssize_t[::1] chunks=None):    # IN/OUT shared chunk counter, optional
     """Output layer of the network for rows of X, ``layout.cap`` rows at a
-    time: the rows listed in ``rows``, or else rows ``first`` to
-    ``first + len(out)``. With ``Y`` (rows aligned with ``out``), also returns
+    time: the rows listed in ``rows``, or else all rows. With ``Y`` (rows aligned with ``out``), also returns
     the mean loss of those rows (weighted by ``sw``; no L2 term); else returns
     None. With ``check_finite``, dense rows are checked for NaN and infinity
     while the chunk is in cache (instead of a pass over all of X before), and
@@ -830,7 +829,7 @@ def predict(Layout layout, Workspace ws, Input X,
     cdef const Net *net = &layout.net
     cdef const Source *src = &X.src
     cdef Py_ssize_t L = net.n_layers, k = net.units[L]
-    cdef Py_ssize_t n = rows.shape[0] if rows.shape[0] > 0 else out.shape[0]
+    cdef Py_ssize_t n = rows.shape[0] if rows.shape[0] > 0 else X.n_samples
     cdef Py_ssize_t start, nb, cap = layout.cap, ldx
     cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1
     _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1)
@@ -850,8 +849,7 @@ def predict(Layout layout, Workspace ws, Input X,
         counter = &chunks[0]
     if X.src.itemsize > <Py_ssize_t> sizeof(floating):
         raise TypeError("a float32 kernel cannot read float64 X")
-    if (out.shape[0] != n or out.shape[1] != k or params.shape[0] != layout.n_params
-            or first < 0 or (rows.shape[0] == 0 and first + n > X.n_samples)):
+    if out.shape[0] != n or out.shape[1] != k or params.shape[0] != layout.n_params:
         raise ValueError("inconsistent shapes")
     if with_loss:
         if Y.shape[0] != n or Y.shape[1] != k:
@@ -866,7 +864,7 @@ def predict(Layout layout, Workspace ws, Input X,
         while start < n:
             nb = min(cap, n - start)
             _forward(net, src, rp + start if rp != NULL else NULL,
-                     first + start if rp == NULL else 0, nb, &params[0], pxbuf,
+                     start if rp == NULL else 0, nb, &params[0], pxbuf,
                      pacts, pzs, &xin, &ldx, NULL, NULL, NULL)
             if check_finite:
                 if ldx == nf:
