@@ -1,6 +1,7 @@
 """The version has one source (meson.build), and show_config reports the truth."""
 
 import importlib.metadata
+import os
 import re
 import subprocess
 import sys
@@ -91,7 +92,7 @@ def test_show_config_dict_keys_and_versions():
                                    "machine"}
     assert set(info["dependencies"]) == {"numpy", "scipy", "scikit-learn", "threadpoolctl"}
     assert set(info["blas"]) == {"via", "build", "loaded", "num_threads",
-                                 "small_matrix_gemm"}
+                                 "small_matrix_gemm", "environment"}
 
     assert info["blasprop"]["version"] == blasprop.__version__
     assert info["blasprop"]["build_options"] == build_options
@@ -172,6 +173,28 @@ def test_show_config_prints_report(capsys):
         assert version in out
     assert "cython_checks=" in out and "native=" in out
     assert "scipy.linalg.cython_blas" in out
+
+
+def test_show_config_reports_the_openblas_environment(monkeypatch, capsys):
+    """OPENBLAS_CORETYPE replaces OpenBLAS's CPU detection (it decides which
+    kernels run), so a report must say when it is set; unrelated variables
+    stay out."""
+    for name in list(os.environ):
+        if name.startswith(("OPENBLAS_", "GOTO_")) or name == "OMP_NUM_THREADS":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("BLASPROP_UNRELATED", "1")
+    assert blasprop.show_config(mode="dicts")["blas"]["environment"] == {}
+    blasprop.show_config()
+    assert "environment:" not in capsys.readouterr().out
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    env = blasprop.show_config(mode="dicts")["blas"]["environment"]
+    assert env == {"OMP_NUM_THREADS": "2", "OPENBLAS_CORETYPE": "Haswell"}
+    blasprop.show_config()
+    out = capsys.readouterr().out
+    assert ("environment: OMP_NUM_THREADS=2, OPENBLAS_CORETYPE=Haswell "
+            "(OpenBLAS's core set by OPENBLAS_CORETYPE, not detected)") in out
 
 
 def test_show_config_rejects_unknown_mode():

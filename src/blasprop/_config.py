@@ -108,6 +108,16 @@ def small_matrix_gemm(loaded):
 SMALL_GEMM_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
 
 
+def blas_environment():
+    """The environment variables that steer OpenBLAS, as this process has them
+    (``OPENBLAS_*``, ``GOTO_*``, ``OMP_NUM_THREADS``). OpenBLAS reads them once,
+    when it is loaded; ``OPENBLAS_CORETYPE`` replaces its CPU detection, so it
+    decides which kernels run (and whether blasprop's small-matrix routing
+    applies: see ``small_matrix_gemm``)."""
+    return {k: v for k, v in sorted(os.environ.items())
+            if k.startswith(("OPENBLAS_", "GOTO_")) or k == "OMP_NUM_THREADS"}
+
+
 def _version_of(module_name):
     try:
         module = __import__(module_name)
@@ -154,6 +164,7 @@ def _collect():
             "loaded": runtime,
             "num_threads": threads,
             "small_matrix_gemm": small_matrix_gemm(runtime or []),
+            "environment": blas_environment(),
         },
     }
 
@@ -182,6 +193,11 @@ def _format(info):
             lines.append(f"  configuration: {build['openblas configuration']}")
     else:
         lines.append("  built against: unknown (scipy.show_config has no record)")
+    env = blas["environment"]
+    if env:
+        forced = (" (OpenBLAS's core set by OPENBLAS_CORETYPE, not detected)"
+                  if env.get("OPENBLAS_CORETYPE") else "")
+        lines.append("  environment: " + ", ".join(f"{k}={v}" for k, v in env.items()) + forced)
     lines.append("  small products to small-matrix gemm kernels: "
                  + ("yes" if blas["small_matrix_gemm"] else "no (gemv, ger)"))
     loaded = blas["loaded"]
@@ -229,8 +245,12 @@ def show_config(mode="stdout"):
           ``version``, ...), ``loaded`` (SciPy's BLAS libraries as
           threadpoolctl reports them: ``internal_api``, ``version``,
           ``num_threads``, ``threading_layer``, ``architecture``,
-          ``filepath``; None without threadpoolctl) and ``num_threads``
-          (the BLAS thread count, None when unknown).
+          ``filepath``; None without threadpoolctl), ``num_threads``
+          (the BLAS thread count, None when unknown), ``small_matrix_gemm``
+          (whether blasprop sends small products to gemm's small-matrix
+          kernels) and ``environment`` (the ``OPENBLAS_*``, ``GOTO_*`` and
+          ``OMP_NUM_THREADS`` variables set: ``OPENBLAS_CORETYPE`` overrides
+          OpenBLAS's choice of kernels for the CPU).
     """
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
