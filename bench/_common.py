@@ -263,16 +263,21 @@ def torch_dtype(torch, dtype):
 def machine_info(impls: Impls | None = None) -> dict:
     cpu = "unknown"
     flags = set()
+    ident = []     # x86 family and model: which generation a generic name is
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name") and cpu == "unknown":
                     cpu = line.split(":", 1)[1].strip()
+                elif line.startswith(("cpu family", "model\t")) and len(ident) < 2:
+                    ident.append(line.split(":", 1)[1].strip())
                 elif line.startswith("flags") and not flags:
                     flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
     simd = [f for f in ("avx", "avx2", "fma", "avx512f") if f in flags]
+    if len(ident) == 2:
+        cpu += f" (family {ident[0]}, model {ident[1]})"
     import scipy
     import sklearn
     import scipy.linalg  # noqa: F401  (loads scipy's BLAS so threadpoolctl sees it)
@@ -308,7 +313,38 @@ def machine_info(impls: Impls | None = None) -> dict:
                      f"{os.path.basename(p.get('filepath', ''))} "
                      f"(default {p.get('num_threads')} threads)".replace("  ", " "))
     info["thread_pools"] = pools
+    # OpenBLAS reads these when it loads; OPENBLAS_CORETYPE replaces its CPU
+    # detection and so decides which kernels every OpenBLAS here runs
+    info["blas_env"] = {k: v for k, v in sorted(os.environ.items())
+                        if k.startswith(("OPENBLAS_", "GOTO_")) or k == "OMP_NUM_THREADS"}
+    archs = {p.get("architecture") for p in threadpool_info() if p.get("internal_api") == "openblas"}
+    info["blas_core_forced"] = bool(info["blas_env"].get("OPENBLAS_CORETYPE"))
+    info["blas_core_note"] = ""
+    info["blas_core_detected"] = _detected_cores() if info["blas_core_forced"] else None
+    if info["blas_core_forced"]:
+        detected = ", ".join(info["blas_core_detected"] or ["unknown"])
+        info["blas_core_note"] = (
+            f"OPENBLAS_CORETYPE={info['blas_env']['OPENBLAS_CORETYPE']} is set in this "
+            f"environment: OpenBLAS runs the {', '.join(sorted(a for a in archs if a))} kernels, "
+            f"where without the variable it detects {detected} on this CPU. It applies to "
+            "numpy, SciPy, scikit-learn and blasprop alike, not to PyTorch's MKL")
     return info
+
+
+def _detected_cores():
+    """The OpenBLAS cores a fresh interpreter loads without OPENBLAS_CORETYPE."""
+    import subprocess
+
+    code = ("import numpy, scipy.linalg\nfrom threadpoolctl import threadpool_info\n"
+            "print(' '.join(sorted({p.get('architecture') or '?' for p in threadpool_info() "
+            "if p.get('internal_api') == 'openblas'})))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    try:
+        res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.split() if res.returncode == 0 else None
 
 
 def machine_md(info: dict) -> str:
@@ -319,6 +355,11 @@ def machine_md(info: dict) -> str:
              f"torch {info['torch']}, blasprop {info['blasprop']}",
              "- BLAS / OpenMP pools (threadpoolctl):"]
     lines += [f"  - {p}" for p in info["thread_pools"]]
+    env = info.get("blas_env") or {}
+    lines.append("- BLAS environment: " + (", ".join(f"{k}={v}" for k, v in env.items())
+                                           or "no OPENBLAS_* / OMP_NUM_THREADS set"))
+    if info.get("blas_core_note"):
+        lines.append(f"  - **{info['blas_core_note']}**")
     return "\n".join(lines)
 
 

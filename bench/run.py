@@ -33,15 +33,23 @@ def goals(sections: dict, real_blasprop: bool) -> str:
             return None
         return row[other]["seconds"] / row["blasprop"]["seconds"]
 
-    def add(goal, target, value, fmt="{:.3g}x"):
+    def add(goal, target, value, fmt="{:.3g}x", bound=None):
         if value is None:
             status = "not measured"
         elif not real_blasprop:
             status = "stand-in, not blasprop"
         else:
             status = "met" if value >= target else "MISSED"
+            if bound is not None and bound < target:
+                status += " (out of reach: the BLAS floor allows at most " + fmt.format(bound) + ")"
         shown = "n/a" if value is None else fmt.format(value)
-        rows.append([goal, fmt.format(target), shown, status])
+        rows.append([goal, fmt.format(target), shown,
+                     "" if bound is None else fmt.format(bound), status])
+
+    def bound(row, other):
+        if row is None or not row.get("blas_floor") or other not in row:
+            return None
+        return row[other]["seconds"] / row["blas_floor"]
 
     def find(key, **match):
         for r in sections.get(key, {}).get("rows", []):
@@ -53,8 +61,9 @@ def goals(sections: dict, real_blasprop: bool) -> str:
         for batch, target in ((1, 100), (32, 12), (200, 5)):
             r = find("seed", dtype="float64", batch=batch)
             add(f"seed f64 1 thread, batch {batch}: sklearn / blasprop", target,
-                ratio(r, "sklearn"))
-            add(f"seed f64 1 thread, batch {batch}: torch / blasprop", target, ratio(r, "torch"))
+                ratio(r, "sklearn"), bound=bound(r, "sklearn"))
+            add(f"seed f64 1 thread, batch {batch}: torch / blasprop", target, ratio(r, "torch"),
+                bound=bound(r, "torch"))
     if "large" in sections:
         r = find("large", dtype="float32")
         add("large f32 all cores: sklearn / blasprop", 2, ratio(r, "sklearn"))
@@ -68,7 +77,7 @@ def goals(sections: dict, real_blasprop: bool) -> str:
                           if x["net"].startswith(net) and x["dtype"] == dtype), None)
                 add(f"predict {net} net {dtype}: torch no_grad / blasprop", target,
                     ratio(r, "torch"))
-    return md_table(["goal", "target", "measured", "status"], rows)
+    return md_table(["goal", "target", "measured", "BLAS-floor bound", "status"], rows)
 
 
 def wait_quiet(limit_s: float, threshold=0.5):
@@ -158,7 +167,9 @@ def main(argv=None):
                   + f"** ({impls.blasprop_error})\n")
     md += parts
     md += ["## Goals\n", "Ratios are speedups (other library's time / blasprop's time); "
-           "reported, not asserted.\n", goal_md + "\n"]
+           "reported, not asserted. *BLAS-floor bound*: the other library's time divided by "
+           "the seed epoch's BLAS calls alone (see the seed table), the most any ratio of "
+           "blasprop's design could reach on this machine.\n", goal_md + "\n"]
     if png:
         md.append(f"![seed-workload ladder]({os.path.basename(png)})\n")
     with open(a.output, "w") as f:

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+import floor
 import naive
 from _common import (Config, Section, compare_epochs, estimator_trainer, fmt_s, fmt_x,
                      md_table, pinned_threads, standalone, threads_line,
@@ -82,9 +83,14 @@ def run(cfg: Config, impls) -> Section:
                     trains["blasprop"] = estimator_trainer(
                         impls.blasprop.MLPRegressor, X, y, **sk_params(batch))
                 m = compare_epochs(trains, N_ROWS, batch, cfg)
+                fl, fl_note = floor.blas_floor(batch) if dtype is np.float64 else (None, "")
                 row = {"dtype": np.dtype(dtype).name, "batch": batch,
                        "naive": nv if (dtype is np.float64 and batch == 1) else None,
+                       "blas_floor": fl, "blas_floor_note": fl_note,
                        **{k: v.as_dict() for k, v in m.items()}}
+                if dtype is np.float64 and batch == BATCHES[0]:
+                    notes.append(f"BLAS floor: {fl_note}" if fl is not None
+                                 else f"BLAS floor not measured: {fl_note}")
                 data.append(row)
                 for k, v in m.items():
                     if v.note.startswith("extrapolated"):
@@ -96,16 +102,22 @@ def run(cfg: Config, impls) -> Section:
         return row[k]["seconds"] if isinstance(row.get(k), dict) else row.get(k)
 
     bp = impls.blasprop_label
-    headers = ["dtype", "batch", "naive Python", "sklearn", "torch", bp,
-               f"sklearn / {bp}", f"torch / {bp}", f"naive / {bp}"]
+    headers = ["dtype", "batch", "naive Python", "sklearn", "torch", bp, "BLAS floor",
+               f"sklearn / {bp}", f"torch / {bp}", f"naive / {bp}", "sklearn / floor"]
     rows = [[r["dtype"], r["batch"], fmt_s(s(r, "naive")) if s(r, "naive") else "",
              fmt_s(s(r, "sklearn")), fmt_s(s(r, "torch")), fmt_s(s(r, "blasprop")),
+             fmt_s(r["blas_floor"]) if r["blas_floor"] else "",
              fmt_x(s(r, "sklearn"), s(r, "blasprop")), fmt_x(s(r, "torch"), s(r, "blasprop")),
-             fmt_x(s(r, "naive"), s(r, "blasprop")) if s(r, "naive") else ""]
+             fmt_x(s(r, "naive"), s(r, "blasprop")) if s(r, "naive") else "",
+             fmt_x(s(r, "sklearn"), r["blas_floor"]) if r["blas_floor"] else ""]
             for r in data]
     md = (f"Seconds per epoch of {N_ROWS:,} rows, layers [39, 39, 39, 1], logistic, "
           f"squared error, SGD lr 0.01 momentum 0; median of {cfg.repeats}; "
-          f"{threads_line(1, tr)}.\n\n" + md_table(headers, rows) + "\n\n"
+          f"{threads_line(1, tr)}. *BLAS floor*: the float64 epoch's matrix products "
+          "alone, through the same BLAS with the call kinds blasprop uses (blas_floor.c); "
+          "*sklearn / floor* is the largest speedup over scikit-learn that those "
+          "BLAS calls leave room for.\n\n"
+          + md_table(headers, rows) + "\n\n"
           + "\n".join(f"- {n}" for n in notes) + impls.standin_note)
     return Section("seed", "Seed workload: [39, 39, 39, 1], SGD, one thread", md,
                    {"rows": data, "naive_samples": nv_samples, "threads": 1})
