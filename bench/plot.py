@@ -36,19 +36,28 @@ def plot_ladder(results: dict, out_png: str) -> str | None:
         rows = [r for r in seed["rows"] if r["dtype"] == dtype]
         width = 0.8 / len(SERIES)
         for k, (key, label, color) in enumerate(SERIES):
-            xs, ys = [], []
+            xs, ys, floors = [], [], []
             for i, r in enumerate(rows):
                 v = r.get(key)
                 v = v["seconds"] if isinstance(v, dict) else v
                 if v:
                     xs.append(i + (k - (len(SERIES) - 1) / 2) * width)
                     ys.append(v)
+                    floors.append(r.get("blas_floor"))
             if not ys:
                 continue
             if key == "blasprop":
                 label = bp_label
             bars = ax.bar(xs, ys, width, label=label, color=color)
             ax.bar_label(bars, [_short(v) for v in ys], fontsize=7, rotation=90, padding=2)
+            if key == "blasprop":
+                # the BLAS floor (float64 rows): a bar outline at the height of
+                # the epoch's matrix products alone
+                fl = [(x, f) for x, f in zip(xs, floors) if f]
+                if fl:
+                    ax.bar([x for x, _ in fl], [f for _, f in fl], width, fill=False,
+                           edgecolor="black", linestyle="--", linewidth=1,
+                           label="its BLAS calls alone (floor)")
         ax.set_xticks(range(len(rows)), [f"batch {r['batch']}" for r in rows])
         ax.set_yscale("log")
         ax.set_title(f"{dtype}, one thread")
