@@ -23,6 +23,14 @@ sger 292 ns, sgemm 170 ns; sgemv 105 ns, sgemm 175 ns). ``set_vector_gemm``
 sends those shapes to gemm; the choice depends only on the BLAS build, so
 results are reproducible on a machine.
 
+A rank-one update (k == 1) sent to gemm is passed to it as "N", "N"
+whenever its vectors allow (AMD Zen 5, SkylakeX kernels, one thread): a
+39 x 39 update took 97 ns with sgemm "N", "N" and 279 ns with the "N", "T"
+of the general rule (double: 155 and 144 ns, so double keeps "N", "T"), and
+the 200 x 39 product of the one-unit output layer's delta with its weights
+331 ns where "T", "N" took 949 (double 514 and 1,524). The float seed epoch
+at batch size 1 went from 11.5 to 8.7 ms.
+
 The same build's small-matrix kernels are also slower for some transposes
 and sizes than for others (float64, one thread, 39-wide layers): C = A Bᵀ
 took 18.6 us at 200 rows where C = A B took 11.6 us (3.2 against 1.7 us at
@@ -200,6 +208,15 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
             dger(&n, &m, &alpha, <double *> B, &inc_b, <double *> A, &inc_a, C, &ldc)
         else:
             sger(&n, &m, &alpha, <float *> B, &inc_b, <float *> A, &inc_a, C, &ldc)
+        return
+    if k == 1 and (not trans_b or ldb == 1) and (
+            floating is float or not (trans_a and not trans_b)):
+        # the outer product as gemm "N", "N" (see the module docstring): a
+        # vector of op(B) with stride 1 is an n x 1 matrix of leading
+        # dimension n, a row of op(A) a 1 x m matrix of leading dimension
+        # its stride; double A'b keeps "N", "T", which was faster there
+        _gemm_call(&nt, &nt, n, m, k, alpha, B, n, A, 1 if trans_a else lda,
+                   beta, C, ldc)
         return
     cdef floating bt[SMALL_T]
     cdef blas_int p, j, kc, kk, nn = n
