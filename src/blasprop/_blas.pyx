@@ -199,25 +199,25 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
                 sgemv(&t, &k, &m, &alpha, <float *> A, &lda, <float *> B, &inc_b,
                       &beta, C, &ldc)
         return
-    if k == 1 and not (_outer_gemm_d if floating is double else _outer_gemm_s):
-        # the outer product C = alpha a bᵀ + beta C
-        _scale_c(m, n, beta, C, ldc)
+    if k == 1:
+        # the outer product C = alpha a bᵀ + beta C of a row of op(A) and a
+        # vector of op(B)
         inc_a = 1 if trans_a else lda
         inc_b = ldb if trans_b else 1
-        if floating is double:
-            dger(&n, &m, &alpha, <double *> B, &inc_b, <double *> A, &inc_a, C, &ldc)
-        else:
-            sger(&n, &m, &alpha, <float *> B, &inc_b, <float *> A, &inc_a, C, &ldc)
-        return
-    if k == 1 and (not trans_b or ldb == 1) and (
-            floating is float or not (trans_a and not trans_b)):
-        # the outer product as gemm "N", "N" (see the module docstring): a
-        # vector of op(B) with stride 1 is an n x 1 matrix of leading
-        # dimension n, a row of op(A) a 1 x m matrix of leading dimension
-        # its stride; double A'b keeps "N", "T", which was faster there
-        _gemm_call(&nt, &nt, n, m, k, alpha, B, n, A, 1 if trans_a else lda,
-                   beta, C, ldc)
-        return
+        if not (_outer_gemm_d if floating is double else _outer_gemm_s):
+            _scale_c(m, n, beta, C, ldc)
+            if floating is double:
+                dger(&n, &m, &alpha, <double *> B, &inc_b, <double *> A, &inc_a, C, &ldc)
+            else:
+                sger(&n, &m, &alpha, <float *> B, &inc_b, <float *> A, &inc_a, C, &ldc)
+            return
+        if inc_b == 1 and (floating is float or not (trans_a and not trans_b)):
+            # as gemm "N", "N" (see the module docstring): b with stride 1 is
+            # an n x 1 matrix of leading dimension n, a a 1 x m matrix of
+            # leading dimension its stride; double A'b keeps "N", "T", which
+            # was faster there
+            _gemm_call(&nt, &nt, n, m, k, alpha, B, n, A, inc_a, beta, C, ldc)
+            return
     cdef floating bt[SMALL_T]
     cdef blas_int p, j, kc, kk, nn = n
     cdef floating b
