@@ -235,12 +235,37 @@ double S(bp_loss)(int loss, ptrdiff_t rows, ptrdiff_t cols,
     return S(bp_loss_impl)(loss, rows, cols, p, y, sw, NULL, huber_delta);
 }
 
+/* Narrow blocks (up to BP_COLSUM_NARROW columns) are summed sixteen columns
+ * at a time in local accumulators: adding each row into out[] made every
+ * row wait for the previous row's store (200 x 39 doubles: 1.28 us, 0.85
+ * with the accumulators; 200 x 1, the seed network's output layer: 0.62 and
+ * 0.33 us). Each column is still summed row by row from 0, in the order of
+ * the plain loop. Wide blocks keep the plain loop, which streams the rows
+ * (column blocks striding over 256 x 512 values were six times slower). */
+#define BP_COLSUM_NARROW 64
+
 BP_MULTIVERSION void S(bp_colsum_add)(const REAL *x, ptrdiff_t rows, ptrdiff_t cols, REAL *out)
 {
-    ptrdiff_t i, j;
-    for (i = 0; i < rows; ++i) {
-        const REAL *xr = x + i * cols;
-        for (j = 0; j < cols; ++j) out[j] += xr[j];
+    ptrdiff_t i, j, k, w;
+    if (rows == 1 || cols > BP_COLSUM_NARROW) {
+        for (i = 0; i < rows; ++i) {
+            const REAL *xr = x + i * cols;
+            for (j = 0; j < cols; ++j) out[j] += xr[j];
+        }
+        return;
+    }
+    for (j = 0; j < cols; j += 16) {
+        REAL acc[16] = {0};
+        const REAL *xc = x + j;
+        w = cols - j < 16 ? cols - j : 16;
+        if (w == 16) {
+            for (i = 0; i < rows; ++i)
+                for (k = 0; k < 16; ++k) acc[k] += xc[i * cols + k];
+        } else {
+            for (i = 0; i < rows; ++i)
+                for (k = 0; k < w; ++k) acc[k] += xc[i * cols + k];
+        }
+        for (k = 0; k < w; ++k) out[j + k] += acc[k];
     }
 }
 

@@ -244,6 +244,19 @@ def test_activation(make_data, activation, solver, task):
     fit_parity(make_data(task), {**SOLVERS[solver], "activation": activation})
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+@pytest.mark.parametrize("solver", ["sgd-no-momentum", "adam", "lbfgs"])
+@pytest.mark.parametrize("hidden", [(1,), (16, 39), (64, 65)], ids=str)
+def test_layer_widths(make_data, hidden, solver, task, dtype):
+    # the kernels take narrow and wide layers different ways (the column
+    # sums of the intercept gradients: blocks of 16 columns up to 64 wide,
+    # row by row past that; the gemm gateway's small and large shapes)
+    fit_parity(make_data(task, dtype=dtype),
+               {**solver_params(solver, dtype), "hidden_layer_sizes": hidden,
+                "batch_size": 50, "max_iter": 10})
+
+
 @pytest.mark.parametrize("task", ["string_labels", "poisson_multi"])
 @pytest.mark.parametrize("solver", THREE_SOLVERS)
 def test_other_targets(make_data, solver, task):
