@@ -420,6 +420,12 @@ cdef const floating *_rows_of(const floating *M, Py_ssize_t width,
     cdef Py_ssize_t r
     if rows == NULL:
         return M + start * width
+    if width == 1:
+        # one target or weight a row: a memcpy call per value was 26 us of
+        # the seed network's 3 ms batch-200 epoch, the assignments 4 us
+        for r in range(n):
+            buf[r] = M[rows[r]]
+        return buf
     for r in range(n):
         memcpy(buf + r * width, M + rows[r] * width, width * sizeof(floating))
     return buf
