@@ -283,25 +283,29 @@ void S(bp_finish_grad)(REAL *g, const REAL *p, ptrdiff_t n_coef, ptrdiff_t n,
  * while it is still in L1. */
 #define BP_STEP_BLOCK 512
 
-/* Sum of x[i] y[i] in double with sixteen partial sums: a single
- * accumulator would wait on the latency of each addition, and sixteen in a
- * fixed order are four AVX2 registers (GCC does not reorder a floating-point
- * sum by itself). Inlined into the step and the decay (as the sum of
- * squares of blocks of parameters), so that it also gets their clones. */
-static inline double S(bp_dot_inline)(const REAL *x, const REAL *y, ptrdiff_t n)
+/* Sum of x[i] y[i] in double with `parts` partial sums (a constant at each
+ * call site), added as a tree at the end: a single accumulator would wait on
+ * the latency of each addition (GCC does not reorder a floating-point sum by
+ * itself), and the fixed order keeps the AVX2 and AVX-512 clones' results
+ * the same. Sixteen (four AVX2 registers) for the sums of squares of blocks
+ * of parameters, inlined into the step and the decay so that they get their
+ * clones; eight for the short vectors of bp_dot. */
+static inline double S(bp_dot_parts)(const REAL *x, const REAL *y, ptrdiff_t n,
+                                     int parts)
 {
     double acc[16] = {0.0}, s = 0.0;
-    ptrdiff_t i, k;
-    for (i = 0; i + 16 <= n; i += 16)
-        for (k = 0; k < 16; ++k) acc[k] += (double)x[i + k] * (double)y[i + k];
+    ptrdiff_t i, k, h;
+    for (i = 0; i + parts <= n; i += parts)
+        for (k = 0; k < parts; ++k) acc[k] += (double)x[i + k] * (double)y[i + k];
     for (; i < n; ++i) s += (double)x[i] * (double)y[i];
-    for (k = 0; k < 16; ++k) s += acc[k];
-    return s;
+    for (h = parts / 2; h > 0; h /= 2)
+        for (k = 0; k < h; ++k) acc[k] += acc[k + h];
+    return s + acc[0];
 }
 
 static inline double S(bp_sumsq_inline)(const REAL *x, ptrdiff_t n)
 {
-    return S(bp_dot_inline)(x, x, n);
+    return S(bp_dot_parts)(x, x, n, 16);
 }
 
 double S(bp_sumsq)(const REAL *x, ptrdiff_t n)
@@ -311,18 +315,11 @@ double S(bp_sumsq)(const REAL *x, ptrdiff_t n)
 
 /* The short vectors of the scaled SGD update's bookkeeping (a layer's
  * units, 39 on the seed network, ten of them a row at batch size 1): eight
- * partial sums (one AVX-512 or two AVX2 registers) added as a tree. Sixteen
- * added in a row took 8.3 ns for 39 doubles, these 4.6 ns. */
+ * partial sums (one AVX-512 or two AVX2 registers). Sixteen added in a row
+ * took 8.3 ns for 39 doubles, eight as a tree 4.6 ns. */
 BP_MULTIVERSION double S(bp_dot)(const REAL *x, const REAL *y, ptrdiff_t n)
 {
-    double acc[8] = {0.0}, s = 0.0;
-    ptrdiff_t i, k, h;
-    for (i = 0; i + 8 <= n; i += 8)
-        for (k = 0; k < 8; ++k) acc[k] += (double)x[i + k] * (double)y[i + k];
-    for (; i < n; ++i) s += (double)x[i] * (double)y[i];
-    for (h = 4; h > 0; h /= 2)
-        for (k = 0; k < h; ++k) acc[k] += acc[k + h];
-    return s + acc[0];
+    return S(bp_dot_parts)(x, y, n, 8);
 }
 
 BP_MULTIVERSION double S(bp_decay_sumsq)(REAL *x, ptrdiff_t n, REAL c)
