@@ -67,3 +67,11 @@ def blas_floor(batch: int):
     if res.stderr.strip():
         print(f"[floor] {res.stderr.strip()}", file=sys.stderr)
     return float(res.stdout.split()[0]), f"{pol} call kinds, best of 7 epochs"
+
+
+def faster(a, b):
+    """The faster of two ``blas_floor`` results (either may be unmeasured)."""
+    (ta, na), (tb, nb) = a, b
+    if ta is None or tb is None:
+        return (ta, na) if tb is None else (tb, nb)
+    return min(ta, tb), na.replace("best of 7 epochs", "best of 7 epochs, timed twice")
