@@ -85,10 +85,10 @@ def run(cfg: Config, impls) -> Section:
                 # The floor is timed before and after the libraries and the
                 # faster kept, so one burst of load elsewhere on a shared
                 # machine does not decide it.
-                fl0 = floor.blas_floor(batch) if dtype is np.float64 else (None, "")
+                timed = dtype is np.float64
+                fl0 = floor.blas_floor(batch) if timed else None
                 m = compare_epochs(trains, N_ROWS, batch, cfg)
-                fl, fl_note = floor.faster(fl0, floor.blas_floor(batch)) \
-                    if dtype is np.float64 else (None, "")
+                fl, fl_note = floor.faster(fl0, floor.blas_floor(batch)) if timed else (None, "")
                 row = {"dtype": np.dtype(dtype).name, "batch": batch,
                        "naive": nv if (dtype is np.float64 and batch == 1) else None,
                        "blas_floor": fl, "blas_floor_note": fl_note,
