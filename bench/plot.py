@@ -1,7 +1,8 @@
-"""Plot the seed-workload ladder (seconds per epoch, log scale) to bench/ladder.png.
+"""Plot the seed-workload ladder (seconds per epoch, log scale).
 
-Reads bench/results.json written by ``python bench/run.py``; re-plot without
-re-measuring with ``python bench/plot.py [results.json] [out.png]``.
+Reads the results.json that ``python bench/run.py`` writes (by default into
+bench/out/, which git ignores); re-plot without re-measuring with
+``python bench/plot.py [results.json] [out.png]``.
 Skips with a message when matplotlib is not installed.
 """
 
@@ -21,7 +22,7 @@ def plot_ladder(results: dict, out_png: str) -> str | None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("[plot] matplotlib not installed: skipping bench/ladder.png "
+        print("[plot] matplotlib not installed: skipping the ladder plot "
               "(pip install matplotlib)", file=sys.stderr)
         return None
     seed = results.get("sections", {}).get("seed")
@@ -78,8 +79,8 @@ def _short(v):
 
 
 if __name__ == "__main__":
-    src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(BENCH_DIR, "results.json")
-    dst = sys.argv[2] if len(sys.argv) > 2 else os.path.join(BENCH_DIR, "ladder.png")
+    src = sys.argv[1] if len(sys.argv) > 1 else os.path.join(BENCH_DIR, "out", "results.json")
+    dst = sys.argv[2] if len(sys.argv) > 2 else os.path.join(BENCH_DIR, "out", "ladder.png")
     with open(src) as f:
         out = plot_ladder(json.load(f), dst)
     if out:

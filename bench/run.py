@@ -2,8 +2,10 @@
 
 Prints markdown tables of blasprop beside scikit-learn and PyTorch (when
 installed), all measured in this run, and writes them with a description of
-the machine to bench/results.md (raw numbers to bench/results.json, the
-seed-workload ladder plot to bench/ladder.png).  See bench/README.md.
+the machine to bench/out/results.md (raw numbers to results.json, the
+seed-workload ladder plot to ladder.png beside it; bench/out/ is ignored by
+git). The snapshot the README shows is bench/snapshot/, replaced by hand at a
+release. See bench/README.md.
 """
 
 import argparse
@@ -101,14 +103,15 @@ def main(argv=None):
                     help="comma-separated workloads to run (default: seed,large,predict)")
     ap.add_argument("--repeats", type=int, help="timed samples per measurement (median kept)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
-    ap.add_argument("--no-plot", action="store_true", help="do not write bench/ladder.png")
+    ap.add_argument("--no-plot", action="store_true", help="do not write the ladder plot")
     ap.add_argument("--standin", action="store_true",
                     help="if blasprop is not importable, time sklearn in its place "
                          "(labelled 'blasprop*'; for testing these scripts only)")
     ap.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                     help="first wait up to SECONDS for the load average to drop below 0.5")
-    ap.add_argument("--output", default=os.path.join(BENCH_DIR, "results.md"),
-                    help="markdown report path (results.json and ladder.png go beside it)")
+    ap.add_argument("--output", default=os.path.join(BENCH_DIR, "out", "results.md"),
+                    help="markdown report path (results.json and ladder.png go beside it; "
+                         "default bench/out/, ignored by git)")
     a = ap.parse_args(argv)
     only = [w.strip() for w in a.only.split(",") if w.strip()]
     unknown = set(only) - set(WORKLOADS)
