@@ -96,7 +96,10 @@ int bp_act_needs_z(int act);
     /* x[i] *= m[i] */                                                        \
     void bp_mul_##S(REAL *x, const REAL *m, ptrdiff_t n);                     \
     /* 1 if all of x[:n] is finite */                                             \
-    int bp_all_finite_##S(const REAL *x, ptrdiff_t n);
+    int bp_all_finite_##S(const REAL *x, ptrdiff_t n);                            \
+    /* out = exp (fn 0), expm1 (fn 1) or tanh (fn 2) of x, by the vectorised     \
+     * functions the activations use: how their accuracy is tested. */          \
+    void bp_vmath_##S(int fn, const REAL *x, REAL *out, ptrdiff_t n);
 
 BP_DECLARE(double, d)
 BP_DECLARE(float, f)

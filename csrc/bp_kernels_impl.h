@@ -33,6 +33,22 @@ static inline REAL S(bp_tanh)(REAL x)
     return x < 0 ? -t : t;
 }
 
+BP_MULTIVERSION void S(bp_vmath)(int fn, const REAL *x, REAL *out, ptrdiff_t n)
+{
+    ptrdiff_t i;
+    switch (fn) {
+    case 0:
+        for (i = 0; i < n; ++i) out[i] = S(bp_exp)(x[i]);
+        break;
+    case 1:
+        for (i = 0; i < n; ++i) out[i] = S(bp_expm1)(x[i]);
+        break;
+    default:
+        for (i = 0; i < n; ++i) out[i] = S(bp_tanh)(x[i]);
+        break;
+    }
+}
+
 /* x = f(x) in place for one row; one pointer, so every loop vectorises
  * (the libm calls of tanh, elu, gelu, softplus excepted). */
 BP_MULTIVERSION static void S(bp_act_inplace)(int act, REAL *x, ptrdiff_t cols)

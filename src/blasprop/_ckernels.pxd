@@ -34,6 +34,8 @@ cdef extern from "bp_kernels.h" nogil:
     double bp_step_f(int solver, float *p, float *s1, float *s2, float *g, Py_ssize_t n_coef, Py_ssize_t n, double alpha, double sw_sum, double lr, double momentum, int nesterov, double beta_1, double beta_2, double eps, double decay)
     int bp_all_finite_d(const double *x, Py_ssize_t n)
     int bp_all_finite_f(const float *x, Py_ssize_t n)
+    void bp_vmath_d(int fn, const double *x, double *out, Py_ssize_t n)
+    void bp_vmath_f(int fn, const float *x, float *out, Py_ssize_t n)
 
 
 cdef extern from "bp_atomic.h" nogil:
