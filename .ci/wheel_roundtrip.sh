@@ -93,12 +93,13 @@ expected = {f"blasprop/{p.name}" for p in (src / "src" / "blasprop").glob("*.py"
 expected |= {f"blasprop/{p.name}" for p in (src / "src" / "blasprop").glob("*.pxd")}
 expected.add("blasprop/_version.py")
 missing = sorted(expected - names)
-for ext in ("_blas", "_core"):
+exts = sorted(p.stem for p in (src / "src" / "blasprop").glob("*.pyx"))
+for ext in exts:
     if not any(n.startswith(f"blasprop/{ext}.") and n.endswith((".so", ".pyd")) for n in names):
         missing.append(f"blasprop/{ext} extension module")
 if missing:
     sys.exit("missing from the wheel (add them to meson.build): " + ", ".join(missing))
-print(f"wheel: {len(names)} files, every module of src/blasprop and both extensions present")
+print(f"wheel: {len(names)} files, every module of src/blasprop and the extensions {exts} present")
 EOF
 
 step "tests from the sdist, outside the source tree"
