@@ -13,13 +13,10 @@
  * get the wide vectors without -march=native, as BLAS does. meson.build
  * allows contraction into FMA, which only the AVX2 clone has: the two
  * versions can differ in the last place, as BLAS kernels for different
- * CPUs do. Measured (logistic, float64, ns per element): 7.8 portable,
- * 2.7 AVX2, 2.1 AVX2 with FMA and no NaN test in exp (AMD EPYC). A third
- * clone for x86-64-v4 (AVX-512) takes eight doubles a vector: on an Intel
- * Xeon, logistic 1.50 -> 0.84 ns per element in float64 and 0.59 -> 0.35
- * in float32, tanh 2.13 -> 1.21 and 0.92 -> 0.48 (1,248-element blocks,
- * as at batch 32). The clones compute each element, and each partial sum
- * of the reductions, in the same order, so the v3 and v4 results agree. */
+ * CPUs do. A third clone for x86-64-v4 (AVX-512) takes eight doubles a
+ * vector. The clones compute each element, and each partial sum of the
+ * reductions, in the same order, so the v3 and v4 results agree.
+ * (Timings of each clone: docs/performance.md.) */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__)
 #define BP_MULTIVERSION \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))

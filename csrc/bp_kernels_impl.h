@@ -99,8 +99,7 @@ BP_MULTIVERSION static void S(bp_act_inplace)(int act, REAL *x, ptrdiff_t cols)
 }
 
 /* The first row, then copies of what is filled so far, doubling: a few long
- * memcpy calls rather than one per row (the rows are short: 39 numbers on
- * the seed network, where a memcpy per row was 7% of predict). */
+ * memcpy calls rather than one per row, which costs a call per short row. */
 void S(bp_fill_rows)(REAL *z, const REAL *b, ptrdiff_t rows, ptrdiff_t cols)
 {
     ptrdiff_t done = 1, k;
@@ -252,12 +251,10 @@ double S(bp_loss)(int loss, ptrdiff_t rows, ptrdiff_t cols,
 }
 
 /* Narrow blocks (up to BP_COLSUM_NARROW columns) are summed sixteen columns
- * at a time in local accumulators: adding each row into out[] made every
- * row wait for the previous row's store (200 x 39 doubles: 1.28 us, 0.85
- * with the accumulators; 200 x 1, the seed network's output layer: 0.62 and
- * 0.33 us). Each column is still summed row by row from 0, in the order of
- * the plain loop. Wide blocks keep the plain loop, which streams the rows
- * (column blocks striding over 256 x 512 values were six times slower). */
+ * at a time in local accumulators: adding each row into out[] makes every
+ * row wait for the previous row's store. Each column is still summed row by
+ * row from 0, in the order of the plain loop. Wide blocks keep the plain
+ * loop, which streams the rows; column blocks would stride over them. */
 #define BP_COLSUM_NARROW 64
 
 BP_MULTIVERSION void S(bp_colsum_add)(const REAL *x, ptrdiff_t rows, ptrdiff_t cols, REAL *out)
@@ -330,9 +327,9 @@ double S(bp_sumsq)(const REAL *x, ptrdiff_t n)
 }
 
 /* The short vectors of the scaled SGD update's bookkeeping (a layer's
- * units, 39 on the seed network, ten of them a row at batch size 1): eight
- * partial sums (one AVX-512 or two AVX2 registers). Sixteen added in a row
- * took 8.3 ns for 39 doubles, eight as a tree 4.6 ns. */
+ * units, several of them a row at batch size 1): eight partial sums (one
+ * AVX-512 or two AVX2 registers), added as a tree, so that the reduction's
+ * latency does not dominate a vector this short. */
 BP_MULTIVERSION double S(bp_dot)(const REAL *x, const REAL *y, ptrdiff_t n)
 {
     return S(bp_dot_parts)(x, y, n, 8);
@@ -355,8 +352,8 @@ BP_MULTIVERSION double S(bp_decay_sumsq)(REAL *x, ptrdiff_t n, REAL c)
  * batch's weight sum is exactly 1 (batch size 1 without weights): x / 1 == x,
  * and skipping the division is most of the step's cost there. The weights are
  * updated a block at a time and their squares summed (the next batch's L2
- * term) while the block is still in L1: a second pass over all the weights
- * read them back from L2, 15% of a batch-1 epoch of the seed network. */
+ * term) while the block is still in L1, instead of a second pass over all
+ * the weights that would read them back from L2. */
 static inline double S(bp_step_range)(int adam, int coef, int scaled, REAL *p, REAL *s1,
                                       REAL *s2, const REAL *g, ptrdiff_t lo,
                                       ptrdiff_t hi, REAL al, REAL sc, REAL eta,
