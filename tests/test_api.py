@@ -819,3 +819,52 @@ def test_docstring_examples_run(kind):
         runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.attempted >= 4 and result.failed == 0
+
+
+# --------------------------------------------------------------------------
+# Which module warnings are attributed to (README, "Migrating")
+# --------------------------------------------------------------------------
+
+README_FILTER = (
+    'warnings.filterwarnings("ignore", category=ConvergenceWarning, module="blasprop")'
+)
+
+
+def _convergence_warnings(ns, kind, solver, filters):
+    """Warnings that escape ``filters`` during a fit stopped by max_iter."""
+    X = np.random.RandomState(0).randn(40, 3)
+    y = np.arange(40) % 2 if kind == "MLPClassifier" else X[:, 0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(filters, {"warnings": warnings, "ConvergenceWarning": ConvergenceWarning})
+        getattr(ns, kind)(hidden_layer_sizes=(3,), solver=solver, max_iter=1,
+                          random_state=0).fit(X, y)
+    return [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_readme_filter_silences_blasprop_convergence_warnings(kind, solver):
+    assert len(_convergence_warnings(BP, kind, solver, "")) == 1
+    assert _convergence_warnings(BP, kind, solver, README_FILTER) == []
+    # a scikit-learn user's filter does not (the README says so) ...
+    sk_filter = README_FILTER.replace('"blasprop"', '"sklearn"')
+    assert len(_convergence_warnings(BP, kind, solver, sk_filter)) == 1
+    # ... though it does silence scikit-learn's own
+    assert _convergence_warnings(SK, kind, solver, sk_filter) == []
+    both = README_FILTER.replace('"blasprop"', '"sklearn|blasprop"')
+    for ns in (SK, BP):
+        assert _convergence_warnings(ns, kind, solver, both) == []
+
+
+def test_readme_gives_that_filter():
+    import pathlib
+
+    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    if not readme.exists():  # the wheel round trip runs tests/ without it
+        pytest.skip("README.md is not beside tests/")
+    text = readme.read_text(encoding="utf-8")
+    migrating = text[text.index("## Migrating from scikit-learn"):]
+    migrating = migrating[: migrating.index("\n## ", 3)]
+    assert README_FILTER in migrating
+    assert 'module="sklearn|blasprop"' in migrating
