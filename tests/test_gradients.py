@@ -217,6 +217,10 @@ def test_inconsistent_fitted_estimator_is_refused():
     est.coefs_[-1] = est.coefs_[-1][:, :2]  # a third output with no weights
     with pytest.raises(ValueError, match="do not continue the network"):
         check_gradients(est, X, y)
+    est, X, y, _ = _fitted_case("multiclass3")
+    del est.classes_
+    with pytest.raises(ValueError, match="no classes_"):
+        check_gradients(est, X, y)
     est, X, y, _ = _fitted_case("regression3")
     est.n_outputs_ = 2
     with pytest.raises(ValueError, match="n_outputs_"):

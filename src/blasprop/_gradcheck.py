@@ -106,8 +106,13 @@ def _check_network(est):
 def _check_labels(est, y):
     """y is of the kind of labels the fitted classifier's output layer
     predicts, and every label is one of its classes."""
+    binarizer = getattr(est, "_label_binarizer", None)
+    if binarizer is None or not hasattr(est, "classes_"):
+        raise ValueError(
+            f"{type(est).__name__} has weights but no classes_: not a fitted classifier."
+        )
     classes = est.classes_
-    multilabel = est._label_binarizer.y_type_.startswith("multilabel")
+    multilabel = binarizer.y_type_.startswith("multilabel")
     kind = type_of_target(y, input_name="y")
     shape = np.shape(y)
     if multilabel:
@@ -121,7 +126,7 @@ def _check_labels(est, y):
     if kind not in ("binary", "multiclass"):
         raise ValueError(
             "y does not fit the model: the classifier was fitted on "
-            f"{est._label_binarizer.y_type_} labels; y is {kind} of shape {shape}."
+            f"{binarizer.y_type_} labels; y is {kind} of shape {shape}."
         )
     known = set(classes.tolist())
     unknown = [c for c in unique_labels(y).tolist() if c not in known]
