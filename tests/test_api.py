@@ -19,6 +19,7 @@ import pytest
 import sklearn.neural_network as sk_nn
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -742,3 +743,128 @@ def test_predict_log_proba_is_log_of_predict_proba():
     X, y = _xy(n_classes=3)
     est = BP.MLPClassifier(**SMALL).fit(X, y)
     assert_allclose(est.predict_log_proba(X), np.log(est.predict_proba(X)))
+
+
+# --------------------------------------------------------------------------
+# Jupyter: the HTML repr, the class docstrings, the documentation link
+# --------------------------------------------------------------------------
+
+
+def _fitted_or_not(kind, fitted):
+    est = getattr(BP, kind)(**SMALL)
+    if fitted:
+        X = np.random.RandomState(0).randn(40, 3)
+        y = np.arange(40) % 3 if kind == "MLPClassifier" else X[:, 0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)
+    return est
+
+
+@pytest.mark.parametrize("fitted", [False, True])
+@pytest.mark.parametrize("kind", KINDS)
+def test_html_repr_renders_without_warnings_and_links_to_blasprop_docs(kind, fitted):
+    from sklearn.utils import estimator_html_repr
+    from sklearn.utils._repr_html import common
+
+    # the parsed docstrings are cached: parse again so that a warning shows
+    common.scrape_estimator_docstring.cache_clear()
+    est = _fitted_or_not(kind, fitted)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        html = estimator_html_repr(est)
+        html_jupyter = est._repr_html_()
+    assert [str(w.message) for w in caught] == []
+    link = est._get_doc_link()
+    assert link.startswith("https://") and "/docs/api.md#mlpclassifier-and-mlpregressor" in link
+    assert "scikit-learn.org" not in link
+    assert f'href="{link}"' in html and f'href="{link}"' in html_jupyter
+    # the parameter tooltips come from the docstring: blasprop's own
+    # parameters are documented there
+    assert common.get_docstring(type(est), "Parameters", "dropout").startswith(
+        "dropout: float or list of float"
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_class_docstring_is_numpydoc_with_standard_sections(kind):
+    from sklearn.externals._numpydoc import docscrape
+
+    cls = getattr(BP, kind)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an unknown section warns
+        doc = docscrape.NumpyDocString(inspect.getdoc(cls))
+    documented = [p.name for p in doc["Parameters"]]
+    params = inspect.signature(cls).parameters
+    assert set(documented) <= set(params)
+    # every parameter scikit-learn lacks, and those taking more values, are
+    # listed; each of the others is named as scikit-learn's
+    own = set(params) - set(inspect.signature(getattr(SK, kind)).parameters)
+    assert own | {"activation", "solver"} <= set(documented), documented
+    summary = " ".join(doc["Extended Summary"])
+    for name in set(params) - set(documented):
+        assert re.search(rf"\b{name}\b", summary), name
+    assert [a.name for a in doc["Attributes"]] == ["validation_loss_curve_"]
+    for p in doc["Parameters"]:
+        assert p.type and p.desc, p
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_docstring_examples_run(kind):
+    import doctest
+
+    cls = getattr(BP, kind)
+    runner = doctest.DocTestRunner(verbose=False)
+    for test in doctest.DocTestFinder(recurse=False).find(cls, kind, globs={}):
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.attempted >= 4 and result.failed == 0
+
+
+# --------------------------------------------------------------------------
+# Which module warnings are attributed to (README, "Migrating")
+# --------------------------------------------------------------------------
+
+README_FILTER = (
+    'warnings.filterwarnings("ignore", category=ConvergenceWarning, module="blasprop")'
+)
+
+
+def _convergence_warnings(ns, kind, solver, filters):
+    """Warnings that escape ``filters`` during a fit stopped by max_iter."""
+    X = np.random.RandomState(0).randn(40, 3)
+    y = np.arange(40) % 2 if kind == "MLPClassifier" else X[:, 0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(filters, {"warnings": warnings, "ConvergenceWarning": ConvergenceWarning})
+        getattr(ns, kind)(hidden_layer_sizes=(3,), solver=solver, max_iter=1,
+                          random_state=0).fit(X, y)
+    return [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_readme_filter_silences_blasprop_convergence_warnings(kind, solver):
+    assert len(_convergence_warnings(BP, kind, solver, "")) == 1
+    assert _convergence_warnings(BP, kind, solver, README_FILTER) == []
+    # a scikit-learn user's filter does not (the README says so) ...
+    sk_filter = README_FILTER.replace('"blasprop"', '"sklearn"')
+    assert len(_convergence_warnings(BP, kind, solver, sk_filter)) == 1
+    # ... though it does silence scikit-learn's own
+    assert _convergence_warnings(SK, kind, solver, sk_filter) == []
+    both = README_FILTER.replace('"blasprop"', '"sklearn|blasprop"')
+    for ns in (SK, BP):
+        assert _convergence_warnings(ns, kind, solver, both) == []
+
+
+def test_readme_gives_that_filter():
+    import pathlib
+
+    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    if not readme.exists():  # the wheel round trip runs tests/ without it
+        pytest.skip("README.md is not beside tests/")
+    text = readme.read_text(encoding="utf-8")
+    migrating = text[text.index("## Migrating from scikit-learn"):]
+    migrating = migrating[: migrating.index("\n## ", 3)]
+    assert README_FILTER in migrating
+    assert 'module="sklearn|blasprop"' in migrating

@@ -116,3 +116,166 @@ def test_gradient_check_subset_for_large_networks():
     est = MLPClassifier(hidden_layer_sizes=(60,), random_state=0)
     errors = check_gradients(est, X, y, max_checks=200)
     assert errors.shape == (2,) and np.all(errors < 1e-6)
+
+
+# --------------------------------------------------------------------------
+# Targets that do not fit a fitted model, and estimators that are not ours
+# --------------------------------------------------------------------------
+
+N = 150
+
+
+def _fitted_case(kind, dtype=np.float64, sklearn=False):
+    """(fitted estimator, X, matching y, mismatched ys) for one kind of model."""
+    import sklearn.neural_network as sk_nn
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(N, 5).astype(dtype)
+    labels3 = rng.randint(3, size=N)
+    mismatched = [rng.randn(N)]  # continuous targets are never labels
+    if kind == "binary":
+        y = rng.randint(2, size=N)
+        mismatched += [labels3, np.eye(2, dtype=int)[y]]
+    elif kind == "multiclass3":
+        y = labels3
+        mismatched += [np.where(labels3 == 2, 5, labels3), np.eye(3, dtype=int)[y]]
+    elif kind == "multiclass50":
+        y = np.arange(N) % 50
+        mismatched += [rng.randint(2, size=N) + 50, np.eye(50, dtype=int)[y]]
+    elif kind == "multilabel":
+        y = rng.randint(2, size=(N, 4))
+        mismatched += [y[:, :3], y[:, :2].sum(axis=1), np.hstack([y, y[:, :1]])]
+    elif kind == "string_labels":
+        y = np.array(["ant", "bee", "cat"], dtype=object)[labels3]
+        mismatched += [labels3, np.array(["ant", "bee", "dog"], dtype=object)[labels3]]
+    elif kind == "regression1":
+        y = rng.randn(N)
+        mismatched += [rng.randn(N, 3), rng.randn(N, 2)]
+    else:
+        y = rng.randn(N, 3)
+        mismatched += [rng.randn(N), rng.randn(N, 2), rng.randn(N, 4)]
+    if kind.startswith("regression"):
+        mismatched.pop(0)  # continuous is what a regressor takes
+        cls = sk_nn.MLPRegressor if sklearn else MLPRegressor
+    else:
+        cls = sk_nn.MLPClassifier if sklearn else MLPClassifier
+    est = cls(hidden_layer_sizes=(6,), activation="tanh", alpha=0.01, max_iter=5,
+              random_state=0)
+    with pytest.warns(Warning):  # ConvergenceWarning after 5 iterations
+        est.fit(X, y)
+    return est, X, y, mismatched
+
+
+KINDS = ["binary", "multiclass3", "multiclass50", "multilabel", "string_labels",
+         "regression1", "regression3"]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", KINDS)
+def test_fitted_model_with_matching_targets_is_checked(kind, dtype):
+    est, X, y, _ = _fitted_case(kind, dtype)
+    errors = check_gradients(est, X, y)
+    assert errors.shape == (2,) and np.all(errors < TOL[dtype]), errors
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fitted_model_refuses_targets_that_do_not_fit_it(kind):
+    """Labels outside classes_, labels of another kind (multilabel for a
+    multiclass model, ...) or another number of outputs used to be binarized
+    anew, into a target matrix of another width than the network's output:
+    an out-of-bounds read, or large 'errors' as if backprop were wrong."""
+    est, X, y, mismatched = _fitted_case(kind)
+    before = [c.copy() for c in est.coefs_], getattr(est, "classes_", None)
+    for bad in mismatched:
+        with pytest.raises(ValueError, match="y "):
+            check_gradients(est, X, bad)
+    with pytest.raises(ValueError, match="features"):
+        check_gradients(est, X[:, :4], y)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        check_gradients(est, X, y[:-1])
+    # the estimator given is untouched
+    assert all(np.array_equal(a, b) for a, b in zip(est.coefs_, before[0]))
+    if before[1] is not None:
+        assert est.classes_ is before[1]
+
+
+@pytest.mark.parametrize("kind", ["multiclass3", "multiclass50", "string_labels"])
+def test_labels_that_are_a_subset_of_the_classes_fit(kind):
+    """A multiclass model given only some of its classes (two of three, two of
+    fifty) is checked on its own output layer."""
+    est, X, y, _ = _fitted_case(kind)
+    subset = np.where(y == est.classes_[2], est.classes_[0], y)
+    subset = np.where(subset == est.classes_[1], est.classes_[0], subset)
+    subset[:5] = est.classes_[1]
+    assert len(np.unique(subset)) == len(est.classes_) - 1 or kind == "multiclass50"
+    errors = check_gradients(est, X, subset)
+    assert np.all(errors < TOL[np.float64]), errors
+
+
+def test_inconsistent_fitted_estimator_is_refused():
+    est, X, y, _ = _fitted_case("multiclass3")
+    est.coefs_[-1] = est.coefs_[-1][:, :2]  # a third output with no weights
+    with pytest.raises(ValueError, match="do not continue the network"):
+        check_gradients(est, X, y)
+    est, X, y, _ = _fitted_case("multiclass3")
+    del est.classes_
+    with pytest.raises(ValueError, match="no classes_"):
+        check_gradients(est, X, y)
+    est, X, y, _ = _fitted_case("regression3")
+    est.n_outputs_ = 2
+    with pytest.raises(ValueError, match="n_outputs_"):
+        check_gradients(est, X, y[:, :2])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_scikit_learn_fitted_mlp_is_checked_at_its_weights(kind):
+    """scikit-learn's fitted MLP becomes blasprop's estimator with the same
+    parameters and weights: the same predictions, and its gradients check."""
+    from blasprop._gradcheck import _from_sklearn, _sklearn_mlp_class
+
+    sk_est, X, y, mismatched = _fitted_case(kind, sklearn=True)
+    errors = check_gradients(sk_est, X, y)
+    assert errors.shape == (2,) and np.all(errors < TOL[np.float64]), errors
+    ours = _from_sklearn(sk_est, _sklearn_mlp_class(sk_est))
+    assert type(ours) is (MLPClassifier if kind[0] != "r" else MLPRegressor)
+    assert ours.get_params() == {**ours.get_params(), **sk_est.get_params()}
+    np.testing.assert_allclose(ours.predict(X) if kind[0] == "r" else ours.predict_proba(X),
+                               sk_est.predict(X) if kind[0] == "r" else sk_est.predict_proba(X),
+                               rtol=1e-12, atol=1e-14)
+    if kind[0] != "r":
+        np.testing.assert_array_equal(ours.predict(X), sk_est.predict(X))
+    for bad in mismatched:
+        with pytest.raises(ValueError, match="y "):
+            check_gradients(sk_est, X, bad)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_scikit_learn_unfitted_mlp_is_fitted_as_blasprop_for_the_check(task):
+    import sklearn.neural_network as sk_nn
+
+    X, y = _data(task, np.float64)
+    cls = sk_nn.MLPClassifier if task == "multiclass" else sk_nn.MLPRegressor
+    sk_est = cls(hidden_layer_sizes=(6, 4), activation="logistic", alpha=0.1,
+                 random_state=0)
+    _assert_close(check_gradients(sk_est, X, y), np.float64)
+    assert not hasattr(sk_est, "coefs_")
+
+
+@pytest.mark.parametrize("estimator", [
+    pytest.param(None, id="None"),
+    pytest.param(MLPClassifier, id="the-class"),
+    pytest.param("MLPClassifier", id="its-name"),
+    pytest.param(object(), id="object"),
+    pytest.param("logistic", id="LogisticRegression"),
+    pytest.param("ridge", id="Ridge"),
+])
+def test_anything_else_is_refused_with_a_type_error(estimator):
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    X, y = _data("binary", np.float64)
+    if estimator == "logistic":
+        estimator = LogisticRegression().fit(X, y)
+    elif estimator == "ridge":
+        estimator = Ridge()
+    with pytest.raises(TypeError, match="blasprop MLPClassifier or MLPRegressor"):
+        check_gradients(estimator, X, y)

@@ -15,23 +15,27 @@ Everything here is checked against the same computation run locally:
 
 The cluster is a ``distributed.LocalCluster`` of two single-threaded worker
 *processes* on loopback, so models, data and optimizer state really cross a
-process boundary (pickled) between tasks.
+process boundary (pickled) between tasks. It binds free ports only (no
+dashboard), so a Dask dashboard already running on 8787 does not disturb it;
+the fixture holds 8787 itself while the cluster runs to keep that true.
+
+dask, distributed, dask-ml and ray are optional: the tests that need one skip
+when it is missing, the others run.
 """
 
+import errno
 import importlib.util
 import os
 import pathlib
 import pickle
+import socket
 import threading
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
-import dask.array as da
 import joblib
 import numpy as np
 import pytest
-from dask_ml.wrappers import Incremental, ParallelPostFit
-from distributed import Client, LocalCluster, get_task_stream
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.datasets import make_classification, make_regression
@@ -91,16 +95,89 @@ def _local_partial_fit_loop(est, X, y, order, **kwargs):
     return est
 
 
+def _dask():
+    """dask.array and dask-ml's wrappers, or skip the test."""
+    da = pytest.importorskip("dask.array")
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    return da, wrappers.Incremental, wrappers.ParallelPostFit
+
+
+def _task_stream(client):
+    from distributed import get_task_stream  # importable: the client exists
+
+    return get_task_stream(client)
+
+
+DASK_DASHBOARD_PORT = 8787
+
+
 @pytest.fixture(scope="module")
-def client():
-    with LocalCluster(
+def dashboard_port_taken():
+    """Port 8787 on 127.0.0.1 held by a plain socket for the whole module, as
+    a Dask dashboard already running would hold it. True if this fixture
+    holds it, False if another process already did."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", DASK_DASHBOARD_PORT))
+        sock.listen()
+        held = True
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            sock.close()
+            raise
+        held = False  # someone else has it: the situation to survive
+    try:
+        yield held
+    finally:
+        sock.close()
+
+
+def _local_cluster():
+    """Two single-threaded worker processes on loopback, every server on a
+    port the system picks (scheduler, workers, nannies, the scheduler's HTTP
+    server).
+
+    ``dashboard_address=None`` does not do that: the scheduler still serves
+    HTTP (metrics, health), on 8787 when it is free and else on a random port
+    of every interface after a UserWarning "Port 8787 is already in use",
+    which the suite's warning filter turns into a failure to start."""
+    distributed = pytest.importorskip("distributed")
+    return distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
         host="127.0.0.1",
-    ) as cluster, Client(cluster) as c:
+        scheduler_port=0,
+        dashboard_address="127.0.0.1:0",
+        worker_dashboard_address=None,
+    )
+
+
+@pytest.fixture(scope="module")
+def client(dashboard_port_taken):
+    distributed = pytest.importorskip("distributed")
+    with _local_cluster() as cluster, distributed.Client(cluster) as c:
         yield c
+
+
+def test_the_cluster_runs_while_the_dask_dashboard_port_is_taken(client, dashboard_port_taken):
+    # 8787 really is taken while the cluster runs ...
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with probe, pytest.raises(OSError) as exc:
+        probe.bind(("127.0.0.1", DASK_DASHBOARD_PORT))
+    assert exc.value.errno == errno.EADDRINUSE
+    # ... and the cluster did not need it: every server on loopback, on
+    # another port
+    info = client.scheduler_info()
+    assert client.scheduler.address.startswith("tcp://127.0.0.1:")
+    assert not client.scheduler.address.endswith(f":{DASK_DASHBOARD_PORT}")
+    assert DASK_DASHBOARD_PORT not in info["services"].values()
+    if client.dashboard_link:
+        assert client.dashboard_link.startswith("http://127.0.0.1:")
+    assert len(info["workers"]) == 2
+    for address in info["workers"]:
+        assert address.startswith("tcp://127.0.0.1:")
+    assert client.submit(sum, [1, 2, 3], pure=False).result() == 6
 
 
 # --------------------------------------------------------------------------
@@ -109,6 +186,7 @@ def client():
 
 
 def test_incremental_classifier_equals_the_local_partial_fit_loop(client):
+    da, Incremental, _ = _dask()
     X, y = _classification()
     classes = np.unique(y)
     est = MLPClassifier(
@@ -138,6 +216,7 @@ def test_incremental_classifier_equals_the_local_partial_fit_loop(client):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_incremental_regressor_equals_the_local_partial_fit_loop(client, dtype):
+    da, Incremental, _ = _dask()
     X, y = _regression()
     X, y = X.astype(dtype), y.astype(dtype)
     est = MLPRegressor(
@@ -166,6 +245,7 @@ def test_incremental_regressor_equals_the_local_partial_fit_loop(client, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_parallel_post_fit_classifier_predicts_like_local(client, dtype):
+    da, _, ParallelPostFit = _dask()
     X, y = _classification(n=1000, labels=["ant", "bee", "cat"])
     X = X.astype(dtype)
     est = MLPClassifier(hidden_layer_sizes=(16,), max_iter=30, random_state=0)
@@ -175,7 +255,7 @@ def test_parallel_post_fit_classifier_predicts_like_local(client, dtype):
 
     dX = da.from_array(X, chunks=(137, -1))  # 8 partitions, the last one short
     assert dX.numblocks[0] == 8
-    with get_task_stream(client) as tasks:
+    with _task_stream(client) as tasks:
         pred = ppf.predict(dX).compute()
         proba = ppf.predict_proba(dX).compute()
     assert len(tasks.data) >= 16  # every partition ran on the cluster
@@ -194,6 +274,7 @@ def test_parallel_post_fit_classifier_predicts_like_local(client, dtype):
 
 
 def test_parallel_post_fit_wraps_a_model_fitted_elsewhere(client):
+    da, _, ParallelPostFit = _dask()
     X, y = _regression(n=900)
     local = MLPRegressor(hidden_layer_sizes=(16,), max_iter=30, random_state=0)
     local.fit(X, y)
@@ -233,7 +314,7 @@ def _assert_same_search(remote, local):
 def test_grid_search_on_the_dask_joblib_backend_equals_the_default(client):
     X, y = _regression(n=150, n_features=6)
     local = _grid_search().fit(X, y)
-    with get_task_stream(client) as tasks, joblib.parallel_backend("dask"):
+    with _task_stream(client) as tasks, joblib.parallel_backend("dask"):
         remote = _grid_search().fit(X, y)
     assert len(tasks.data) > 0  # the fits ran on the cluster
     _assert_same_search(remote, local)
@@ -250,6 +331,7 @@ def test_grid_search_on_the_ray_joblib_backend_equals_the_default():
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
+        _node_ip_address="127.0.0.1",  # loopback only; its ports are free ones
     )
     try:
         register_ray()
@@ -502,6 +584,7 @@ def _load_example(name):
 
 
 def test_the_dask_example_runs_on_the_cluster(client, monkeypatch, capsys):
+    _dask()  # the example imports dask.array and dask_ml at its top
     example = _load_example("scaling_dask")
     monkeypatch.setattr(example, "BLOCK", 400)  # 8 blocks of 400 rows
     X, y, dX, dy = example.data()

@@ -19,18 +19,32 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from ._activations import BINARY_LOG_LOSS, LOG_LOSS, REGRESSION_LOSSES
 from ._base import BaseMLP
 
+# Where the HTML repr (Jupyter) links an estimator's name to: the API
+# reference of the estimators in the repository's docs/api.md.
+_DOCS_URL = "https://github.com/blasprop/blasprop/blob/main/docs/api.md"
+_DOC_LINK = _DOCS_URL + "#mlpclassifier-and-mlpregressor"
+
+# numpydoc with standard sections only: scikit-learn's HTML repr parses the
+# class docstring for its parameter tooltips and warns on any other section.
 _SHARED_DOC = """
     The parameters, defaults, attributes and methods are scikit-learn's
     (``sklearn.neural_network.{name}``, 1.9), and with the same data,
     parameters and ``random_state`` the fitted model is the same, up to
     floating-point rounding. Training runs in compiled code (BLAS matrix
     products, the GIL released for whole epochs); float32 input trains and
-    predicts in float32. What blasprop adds is listed below; everything else
-    is documented in scikit-learn.
+    predicts in float32.
 
-    Parameters beyond scikit-learn
-    ------------------------------
-    activation : str or list of str, default='relu'
+    The Parameters section lists blasprop's own parameters and those that
+    take more values than in scikit-learn. The others (hidden_layer_sizes,
+    alpha, batch_size, learning_rate, learning_rate_init, power_t, max_iter,
+    shuffle, random_state, tol, verbose, warm_start, momentum,
+    nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2,
+    epsilon, n_iter_no_change, max_fun) are scikit-learn's, with the same
+    meaning and defaults: see its documentation.
+
+    Parameters
+    ----------
+{first}    activation : str or list of str, default='relu'
         'identity', 'logistic', 'tanh', 'relu' as in scikit-learn, and also
         'leaky_relu' (slope 0.01), 'elu' (alpha 1), 'gelu' (exact, erf form),
         'silu' (x * sigmoid(x)) and 'softplus' (log(1 + e^x)). A list gives one
@@ -56,18 +70,55 @@ _SHARED_DOC = """
         ``elapsed`` (seconds since fit started). A callback that returns True
         stops training after that epoch.
 
-    Attributes beyond scikit-learn
-    ------------------------------
+    Attributes
+    ----------
     validation_loss_curve_ : list of float or None
         With ``early_stopping``, the mean loss on the validation set after each
         epoch (weighted by ``sample_weight``, without the L2 term), beside
-        ``validation_scores_``; else None.
+        ``validation_scores_``; else None. The other fitted attributes
+        ({attributes}) are
+        scikit-learn's.
+
+    See Also
+    --------
+    sklearn.neural_network.{name} : The scikit-learn estimator this one
+        replaces, where the shared parameters and attributes are documented.
+    blasprop.check_gradients : Finite-difference check of the backpropagation.
+    blasprop.save : Save a fitted model to a file that loads without pickle.
+
+    Notes
+    -----
+    The API reference, with what differs from scikit-learn, is docs/api.md
+    in blasprop's repository: {url}
+
+    Examples
+    --------
+{example}
 """
+
+def _class_doc(summary, name, attributes, example, first="", extra=""):
+    return summary + "\n" + _SHARED_DOC.format(
+        name=name, attributes=attributes, url=_DOCS_URL,
+        example=example, first=first, extra=extra,
+    )
 
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
-    __doc__ = "Multi-layer perceptron classifier.\n" + _SHARED_DOC.format(
-        name="MLPClassifier",
+    __doc__ = _class_doc(
+        "Multi-layer perceptron classifier.",
+        "MLPClassifier",
+        attributes="classes_, loss_, best_loss_, loss_curve_,\n        "
+        "validation_scores_, best_validation_score_, t_, coefs_, intercepts_,\n        "
+        "n_features_in_, feature_names_in_, n_iter_, n_layers_, n_outputs_,\n        "
+        "out_activation_",
+        example="""\
+    >>> from sklearn.datasets import load_digits
+    >>> from blasprop import MLPClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = MLPClassifier(hidden_layer_sizes=(64,), early_stopping=True,
+    ...                     random_state=0).fit(X / 16, y)
+    >>> clf.predict(X[:3] / 16)
+    array([0, 1, 2])""",
         extra="""
     class_weight : dict, 'balanced' or None, default=None
         Weights of the classes, multiplied into ``sample_weight`` (the
@@ -76,6 +127,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         available in ``partial_fit``.
 """,
     )
+
+    _doc_link_module = "blasprop"
+    _doc_link_template = _DOC_LINK
 
     _parameter_constraints: dict = {
         **BaseMLP._parameter_constraints,
@@ -255,9 +309,21 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, BaseMLP):
-    __doc__ = "Multi-layer perceptron regressor.\n" + _SHARED_DOC.format(
-        name="MLPRegressor",
-        extra="""
+    __doc__ = _class_doc(
+        "Multi-layer perceptron regressor.",
+        "MLPRegressor",
+        attributes="loss_, best_loss_, loss_curve_, validation_scores_,\n        "
+        "best_validation_score_, t_, coefs_, intercepts_, n_features_in_,\n        "
+        "feature_names_in_, n_iter_, n_layers_, n_outputs_, out_activation_",
+        example="""\
+    >>> from sklearn.datasets import make_regression
+    >>> from blasprop import MLPRegressor
+    >>> X, y = make_regression(n_samples=200, n_features=5, random_state=0)
+    >>> reg = MLPRegressor(hidden_layer_sizes=(16,), solver="lbfgs",
+    ...                    max_iter=1000, random_state=0).fit(X, y / 100)
+    >>> round(reg.score(X, y / 100), 2)
+    1.0""",
+        first="""\
     loss : {'squared_error', 'poisson', 'huber', 'absolute_error'}, default='squared_error'
         'squared_error' (half squared error, identity output) and 'poisson'
         (half Poisson deviance, exponential output) as in scikit-learn;
@@ -268,10 +334,15 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         outputs is the gradient of the reported loss (scikit-learn's is
         n_outputs times larger for squared_error, its issue #8349).
 
+""",
+        extra="""
     huber_delta : float, default=1.0
         Threshold of the Huber loss.
 """,
     )
+
+    _doc_link_module = "blasprop"
+    _doc_link_template = _DOC_LINK
 
     _parameter_constraints: dict = {
         **BaseMLP._parameter_constraints,
