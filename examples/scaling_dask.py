@@ -126,7 +126,10 @@ def main():
         client, cluster = Client(args.scheduler), None
     else:
         cluster = LocalCluster(
-            n_workers=2, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
+            n_workers=2, threads_per_worker=1, host="127.0.0.1", scheduler_port=0,
+            # dashboard_address=None still starts the dashboard on 8787 (or,
+            # when that is taken, on a random port of every interface)
+            dashboard_address="127.0.0.1:0",
         )
         client = Client(cluster)
     try:
