@@ -492,3 +492,340 @@ def test_version_from_the_future(tmp_path, small_model_file):
 def test_directory_and_missing_file(tmp_path):
     with pytest.raises(OSError):
         blasprop.load(tmp_path / "missing.bpm")
+
+
+# ---------------------------------------------------------------------------
+# every parameter value fit accepts round-trips (or save refuses it up front)
+
+
+def _params_equal(a, b):
+    """get_params() equality that compares NumPy arrays by value and dtype."""
+    pa, pb = a.get_params(), b.get_params()
+    assert pa.keys() == pb.keys()
+    for key in pa:
+        va, vb = pa[key], pb[key]
+        if isinstance(va, np.ndarray):
+            assert isinstance(vb, np.ndarray) and vb.dtype == va.dtype, key
+            np.testing.assert_array_equal(vb, va)
+        else:
+            assert type(vb) is type(va) or (va == vb and not isinstance(va, (tuple, list, range))), key
+            assert vb == va, key
+
+
+_FIT_PARAMS = {
+    "hidden-int": dict(hidden_layer_sizes=4),
+    "hidden-numpy-int": dict(hidden_layer_sizes=np.int64(4)),
+    "hidden-list": dict(hidden_layer_sizes=[4, 3]),
+    "hidden-tuple": dict(hidden_layer_sizes=(4, 3)),
+    "hidden-ndarray-int64": dict(hidden_layer_sizes=np.array([4, 3])),
+    "hidden-ndarray-int32": dict(hidden_layer_sizes=np.array([4, 3], dtype=np.int32)),
+    "hidden-range": dict(hidden_layer_sizes=range(3, 5)),
+    "hidden-empty": dict(hidden_layer_sizes=()),
+    "activation-list": dict(hidden_layer_sizes=(4, 3), activation=["tanh", "gelu"]),
+    "activation-tuple": dict(hidden_layer_sizes=(4, 3), activation=("elu", "relu")),
+    "dropout-float": dict(hidden_layer_sizes=(4, 3), dropout=0.25),
+    "dropout-numpy-float": dict(hidden_layer_sizes=(4,), dropout=np.float32(0.25)),
+    "dropout-list": dict(hidden_layer_sizes=(4, 3), dropout=[0.1, 0.2]),
+    "dropout-tuple": dict(hidden_layer_sizes=(4, 3), dropout=(0.0, 0.5)),
+    "n_iter_no_change-inf": dict(n_iter_no_change=np.inf),
+    "n_iter_no_change-numpy-int": dict(n_iter_no_change=np.int32(3)),
+    "numpy-floats": dict(alpha=np.float32(1e-3), learning_rate_init=np.float64(0.01),
+                         tol=np.float16(1e-3), momentum=np.float64(0.5)),
+    "batch_size-numpy-int": dict(batch_size=np.int64(16), solver="sgd"),
+    "max_iter-numpy-int": dict(max_iter=np.uint8(3)),
+    "random_state-None": dict(random_state=None),
+    "random_state-numpy-int": dict(random_state=np.int64(3)),
+    "early_stopping": dict(early_stopping=True, validation_fraction=0.2),
+    "lbfgs": dict(solver="lbfgs", max_fun=50),
+    "adamw": dict(solver="adamw"),
+    "callbacks-empty": dict(callbacks=[]),
+    "callbacks-empty-tuple": dict(callbacks=()),
+    "shuffle-numpy-bool": dict(shuffle=np.bool_(False)),
+}
+_CLASS_WEIGHTS = {
+    "class_weight-balanced": ("int", "balanced"),
+    "class_weight-int": ("int", {-2: 2.0, 1: 1.0, 4: 0.5, 7: 1.5}),
+    "class_weight-numpy-int": ("int", {np.int64(-2): np.float64(2.0), np.int64(1): 1,
+                                       np.int64(4): 0.5, np.int64(7): 1.0}),
+    "class_weight-str": ("str", {"ant": 2.0, "bee": 1.0, "cat": 0.5}),
+    "class_weight-bool": ("bool", {True: 3.0, False: 1.0}),
+    "class_weight-extra-key": ("str", {"ant": 2.0, "bee": 1.0, "cat": 0.5, "dog": 9.0}),
+}
+
+
+@pytest.mark.parametrize("case", list(_FIT_PARAMS) + list(_CLASS_WEIGHTS))
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_every_parameter_value_fit_accepts_round_trips(tmp_path, case, kind):
+    labels, params = "int", dict(_FIT_PARAMS.get(case, {}))
+    if case in _CLASS_WEIGHTS:
+        if kind == "regressor":
+            pytest.skip("class_weight is a classifier parameter")
+        labels, params["class_weight"] = _CLASS_WEIGHTS[case]
+    X = _X(80)
+    params.setdefault("max_iter", 4)
+    params.setdefault("random_state", 0)
+    if kind == "classifier":
+        est = MLPClassifier(**params).fit(X, _labels(labels, X))
+    else:
+        est = MLPRegressor(**params).fit(X, X[:, 0])
+    path = tmp_path / "m.bpm"
+    blasprop.save(est, path)
+    loaded = blasprop.load(path)
+    _params_equal(est, loaded)
+    X_new = _X(30, seed=4)
+    np.testing.assert_array_equal(loaded.predict(X_new), est.predict(X_new))
+    if est.get_params()["solver"] != "lbfgs" and not est.early_stopping:
+        y = _labels(labels, X) if kind == "classifier" else X[:, 0]
+        if est.get_params().get("class_weight") == "balanced":
+            with pytest.raises(ValueError, match="balanced"):
+                loaded.partial_fit(X, y)
+        else:
+            loaded.partial_fit(X, y)  # the loaded state is one partial_fit accepts
+
+
+@pytest.mark.parametrize(
+    "param, value",
+    [
+        ("hidden_layer_sizes", np.array([[3]])),
+        ("hidden_layer_sizes", np.array(["3"])),
+        ("activation", ["relu", object()]),
+        ("dropout", [0.1, np.nan]),
+        ("class_weight", {("a", "b"): 1.0}),
+        ("alpha", 1j),
+    ],
+)
+def test_save_refuses_unstorable_parameters_before_writing(tmp_path, param, value):
+    X = _X()
+    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, _labels("int", X))
+    est.set_params(**{param: value})
+    (tmp_path / "m.bpm").write_bytes(b"previous")
+    with pytest.raises(ValueError, match=param):
+        blasprop.save(est, tmp_path / "m.bpm")
+    assert (tmp_path / "m.bpm").read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.bpm"]
+
+
+@pytest.mark.parametrize(
+    "param, value, match",
+    [
+        ("activation", ["relu", "tanh"], "activation"),  # one hidden layer
+        ("activation", "softmax", "activation"),
+        ("dropout", [0.1, 0.2], "dropout"),
+        ("dropout", 0.5, "dropout"),  # with lbfgs
+        ("class_weight", {"dog": 1.0}, "class_weight"),
+        ("solver", "newton", "solver"),
+        ("batch_size", 0, "batch_size"),
+    ],
+)
+def test_save_refuses_states_that_load_would_refuse(tmp_path, param, value, match):
+    X = _X()
+    est = MLPClassifier(hidden_layer_sizes=(3,), solver="lbfgs", max_iter=2, random_state=0)
+    est.fit(X, _labels("str", X)).set_params(**{param: value})
+    with pytest.raises(ValueError, match=match):
+        blasprop.save(est, tmp_path / "m.bpm")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unsaved_parameters_are_only_the_documented_ones(tmp_path):
+    X = _X()
+    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=np.random.RandomState(1),
+                        callbacks=[print]).fit(X, _labels("int", X))
+    blasprop.save(est, tmp_path / "m.bpm")
+    header = read_info(tmp_path / "m.bpm")
+    assert sorted(header["unsaved_params"]) == ["callbacks", "random_state"]
+    # a file may not declare any other parameter unsaved
+    blob = (tmp_path / "m.bpm").read_bytes()
+    header, data = _unpack(blob)
+    header["params"]["alpha"] = None
+    header["unsaved_params"].append("alpha")
+    _assert_rejected(tmp_path, _pack(header, data), match="alpha")
+
+
+def test_wide_string_label_dtype_is_narrowed_at_save(tmp_path):
+    kind = "U"  # scikit-learn refuses bytes labels
+    X = _X()
+    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, _labels("str", X))
+    for width, stored in ((500, 3), (20, 20)):  # beyond the documented slack, within it
+        est.classes_ = est._label_binarizer.classes_ = est.classes_.astype(f"{kind}{width}")
+        expected = est.predict(X)
+        blasprop.save(est, tmp_path / "m.bpm")
+        loaded = blasprop.load(tmp_path / "m.bpm")
+        assert loaded.classes_.dtype == np.dtype(f"{kind}{stored}")
+        np.testing.assert_array_equal(loaded.predict(X), expected)
+
+
+def test_save_never_writes_a_file_that_load_rejects(tmp_path_factory):
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    X = _X(50)
+
+    hidden = st.one_of(
+        st.integers(1, 4),
+        st.lists(st.integers(1, 4), max_size=3),
+        st.lists(st.integers(1, 4), max_size=3).map(tuple),
+        st.lists(st.integers(1, 4), min_size=1, max_size=3).map(np.array),
+        st.integers(1, 3).map(lambda n: range(2, 2 + n)),
+    )
+    acts = st.sampled_from(["relu", "tanh", "logistic", "identity", "gelu", "silu"])
+    labels = st.sampled_from(["int", "str", "object_str", "bool", "float", "binary_str"])
+
+    @hypothesis.settings(max_examples=25, deadline=None, database=None,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(hidden=hidden, act=acts, per_layer=st.booleans(), labels=labels,
+                      regress=st.booleans(), solver=st.sampled_from(["adam", "sgd", "lbfgs", "adamw"]),
+                      dtype=st.sampled_from([np.float32, np.float64]), drop=st.floats(0, 0.9),
+                      weights=st.booleans(), meta=st.recursive(
+                          st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=5)
+                          | st.floats(allow_nan=False, allow_infinity=False),
+                          lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+                          max_leaves=8))
+    def check(hidden, act, per_layer, labels, regress, solver, dtype, drop, weights, meta):
+        n_hidden = len(list(hidden)) if hasattr(hidden, "__iter__") else 1
+        activation = [act] * n_hidden if per_layer else act
+        params = dict(hidden_layer_sizes=hidden, activation=activation, solver=solver, max_iter=3,
+                      random_state=0, dropout=0.0 if solver == "lbfgs" else drop)
+        Xd = X.astype(dtype)
+        if regress:
+            est = MLPRegressor(**params).fit(Xd, X[:, 0])
+        else:
+            y = _labels(labels, X)
+            if weights:
+                params["class_weight"] = {c: 1.0 + i for i, c in enumerate(np.unique(y))}
+            est = MLPClassifier(**params).fit(Xd, y)
+        path = tmp_path_factory.mktemp("prop") / "m.bpm"
+        blasprop.save(est, path, metadata=meta)
+        loaded = blasprop.load(path)
+        assert blasprop.load_metadata(path) == meta
+        np.testing.assert_array_equal(loaded.predict(Xd), est.predict(Xd))
+
+    check()
+
+
+# ---------------------------------------------------------------------------
+# the whole estimator state is validated at load
+
+
+def _file_of(est, **save_kw):
+    buf_path = None
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        buf_path = os.path.join(d, "m.bpm")
+        blasprop.save(est, buf_path, **save_kw)
+        with open(buf_path, "rb") as f:
+            return f.read()
+
+
+@pytest.fixture(scope="module")
+def state_files():
+    """A classifier (2 hidden layers, string labels) and a regressor, saved."""
+    X = _X(60, n_features=4)
+    clf = MLPClassifier(hidden_layer_sizes=(3, 2), max_iter=2, random_state=0,
+                        class_weight={"ant": 1.0, "bee": 2.0, "cat": 1.0}).fit(X, _labels("str", X))
+    reg = MLPRegressor(hidden_layer_sizes=(3, 2), max_iter=2, random_state=0).fit(X, X[:, 0])
+    return {"classifier": _file_of(clf), "regressor": _file_of(reg)}
+
+
+def _set_param(name, value, ptype=None):
+    def edit(h):
+        h["params"][name] = value
+        if ptype is None:
+            h["param_types"].pop(name, None)
+        else:
+            h["param_types"][name] = ptype
+    return edit
+
+
+_STATE_EDITS = {
+    # name: (applies to, edit, match)
+    "activation-list-too-short": ("both", _set_param("activation", ["relu"]), "activation"),
+    "activation-list-too-long": ("both", _set_param("activation", ["relu"] * 3), "activation"),
+    "activation-unknown-in-list": ("both", _set_param("activation", ["relu", "rm"]), "activation"),
+    "activation-nested-list": ("both", _set_param("activation", [["relu"], "relu"]), "activation"),
+    "activation-number": ("both", _set_param("activation", 3), "activation"),
+    "dropout-list-length": ("both", _set_param("dropout", [0.1]), "dropout"),
+    "dropout-out-of-range": ("both", _set_param("dropout", [0.1, 1.0]), "dropout"),
+    "dropout-negative": ("both", _set_param("dropout", -0.5), "dropout"),
+    "dropout-strings": ("both", _set_param("dropout", ["a", "b"]), "dropout"),
+    "dropout-with-lbfgs": ("both", lambda h: h["params"].update(dropout=0.2, solver="lbfgs"), "dropout"),
+    "callbacks-values": ("both", _set_param("callbacks", [1, "print"]), "callbacks"),
+    "callbacks-string": ("both", _set_param("callbacks", "print"), "callbacks"),
+    "class_weight-unknown-class": ("classifier", _set_param("class_weight", [["dog", 1.0]], "dict"),
+                                   "class_weight"),
+    "class_weight-string-weight": ("classifier",
+                                   _set_param("class_weight", [["ant", "x"], ["bee", 1], ["cat", 1]], "dict"),
+                                   "class_weight"),
+    "class_weight-bad-pairs": ("classifier", _set_param("class_weight", [["ant"]], "dict"), "class_weight"),
+    "class_weight-unknown-string": ("classifier", _set_param("class_weight", "uniform"), "class_weight"),
+    "solver-unknown": ("both", _set_param("solver", "newton"), "solver"),
+    "loss-unknown": ("regressor", _set_param("loss", "hinge"), "loss"),
+    "loss-vs-out-activation": ("regressor", _set_param("loss", "poisson"), "out_activation_"),
+    "out_activation-softmax-regressor": ("regressor",
+                                         lambda h: h["attributes"].update(out_activation_="softmax"),
+                                         "output activation"),
+    "out_activation-identity-classifier": ("classifier",
+                                           lambda h: h["attributes"].update(out_activation_="identity"),
+                                           "out_activation_"),
+    "n_outputs-vs-classes": ("classifier", lambda h: h["attributes"].update(n_outputs_=4), "shape|labels"),
+    "n_outputs-vs-output-units": ("regressor", lambda h: h["attributes"].update(n_outputs_=2), "shape"),
+    "hidden-vs-coefs-chain": ("both", _set_param("hidden_layer_sizes", [2, 3], "tuple"), "shape"),
+    "hidden-zero": ("both", _set_param("hidden_layer_sizes", [3, 0], "tuple"), "hidden_layer_sizes"),
+    "hidden-bad-range": ("both", _set_param("hidden_layer_sizes", [3, 5, 0], "range"), "step"),
+    "hidden-bad-ndarray": ("both", _set_param("hidden_layer_sizes", {"dtype": "|O", "values": [3, 2]},
+                                              "ndarray"), "dtype"),
+    "hidden-ndarray-overflow": ("both", _set_param("hidden_layer_sizes", {"dtype": "|i1", "values": [300]},
+                                                   "ndarray"), "range"),
+    "param-type-unknown": ("both", _set_param("alpha", 1.0, "pickle"), "pickle"),
+    "param-type-float-bad": ("both", _set_param("n_iter_no_change", "many", "float"), "inf"),
+    "param-type-orphan": ("both", lambda h: h["param_types"].update(nothere="tuple"), "param_types"),
+    "param-nested-object": ("both", _set_param("alpha", {"a": 1}), "alpha"),
+    "batch_size-zero": ("both", _set_param("batch_size", 0), "batch_size"),
+    "max_iter-float": ("both", _set_param("max_iter", 2.5), "max_iter"),
+    "no-loss-curve-for-adam": ("both", lambda h: h["attributes"].pop("loss_curve_") and
+                               h["arrays"].__setitem__(slice(None), [a for a in h["arrays"]
+                                                                     if a["name"] != "loss_curve_"]),
+                               "loss_curve_|cover"),
+    "best_loss-null-for-adam": ("both", lambda h: h["attributes"].update(best_loss_=None), "best_loss_"),
+    "t-missing-for-adam": ("both", lambda h: h["attributes"].pop("t_"), "t_"),
+    "huge-int-attribute": ("both", lambda h: h["attributes"].update(n_iter_=2**64), "n_iter_"),
+    "multilabel-wrong-classes": ("classifier", lambda h: h.update(label_type="multilabel-indicator"),
+                                 "multilabel|out_activation_"),
+    "metadata-cli-not-object": ("both", lambda h: h.update(metadata={"cli": [1, 2]}), "cli"),
+    "metadata-cli-seconds-string": ("both", lambda h: h.update(metadata={"cli": {"seconds_per_epoch": "x"}}),
+                                    "seconds_per_epoch"),
+    "metadata-cli-score-list": ("both", lambda h: h.update(metadata={"cli": {"test_score": [1]}}),
+                                "test_score"),
+    "metadata-cli-features-not-strings": ("both", lambda h: h.update(metadata={"cli": {"features": [1, 2]}}),
+                                          "features"),
+    "metadata-cli-n_train-bool": ("both", lambda h: h.update(metadata={"cli": {"n_train": True}}), "n_train"),
+    "metadata-cli-data-object": ("both", lambda h: h.update(metadata={"cli": {"data": {"a": 1}}}), "data"),
+}
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+@pytest.mark.parametrize("case", list(_STATE_EDITS))
+def test_inconsistent_state_is_refused_at_load(tmp_path, state_files, kind, case):
+    applies, edit, match = _STATE_EDITS[case]
+    if applies not in ("both", kind):
+        pytest.skip(f"{case} concerns {applies}s")
+    header, data = _unpack(state_files[kind])
+    if case.startswith("class_weight") and kind == "classifier":
+        assert header["param_types"]["class_weight"] == "dict"
+    edit(header)
+    if "loss_curve_" not in header["attributes"] and case == "no-loss-curve-for-adam":
+        data = data[: header["arrays"][-1]["offset"] + 8 * int(np.prod(header["arrays"][-1]["shape"]))]
+    blob = _pack(header, data)
+    _assert_rejected(tmp_path, blob, match=match)
+    path = tmp_path / "bad.bpm"
+    with pytest.raises(ValueError, match=match):
+        blasprop.load_metadata(path)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_unedited_state_files_load_and_keep_training(tmp_path, state_files, kind):
+    """The baseline of the test above: the files it edits are valid."""
+    est = _load_bytes(tmp_path, state_files[kind])
+    X = _X(60, n_features=4)
+    y = _labels("str", X) if kind == "classifier" else X[:, 0]
+    est.predict(X)
+    est.partial_fit(X, y)

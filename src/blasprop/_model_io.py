@@ -430,8 +430,14 @@ def _decode_labels(spec, what, n_expected, budget):
 
 
 def _layer_sizes(n_features, hidden, n_outputs):
-    if isinstance(hidden, Integral) and not isinstance(hidden, bool):
-        hidden = [hidden]
+    if isinstance(hidden, Integral) and not isinstance(hidden, (bool, np.bool_)):
+        hidden = [int(hidden)]
+    if isinstance(hidden, range):
+        if not 0 <= len(hidden) <= _MAX_LAYERS:
+            raise ValueError("hidden_layer_sizes lists too many layers")
+        hidden = list(hidden)
+    elif isinstance(hidden, np.ndarray) and hidden.ndim == 1 and hidden.dtype.kind in "iu":
+        hidden = hidden.tolist()
     if not isinstance(hidden, (list, tuple)):
         raise ValueError("hidden_layer_sizes must be an integer or a list of integers")
     hidden = list(hidden)
@@ -1130,8 +1136,14 @@ def _check_state(est, spec):
     n_hidden = len(spec["sizes"]) - 2
     blasprop_class = spec["module"] == "blasprop"
     if blasprop_class:
-        hidden_activation_names(params["activation"], n_hidden)
-        drop = est._dropout_rates(n_hidden)
+        try:
+            hidden_activation_names(params["activation"], n_hidden)
+        except TypeError:
+            raise ValueError(f"activation {params['activation']!r:.80} is not a name or a list of names") from None
+        try:
+            drop = est._dropout_rates(n_hidden)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"dropout {params['dropout']!r:.80} is invalid: {exc}") from None
         if params["solver"] == "lbfgs" and any(drop):
             raise ValueError("dropout is not available with solver='lbfgs'")
         if params["callbacks"]:
