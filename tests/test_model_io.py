@@ -831,3 +831,253 @@ def test_unedited_state_files_load_and_keep_training(tmp_path, state_files, kind
     y = _labels("str", X) if kind == "classifier" else X[:, 0]
     est.predict(X)
     est.partial_fit(X, y)
+
+
+# ---------------------------------------------------------------------------
+# non-regular files
+
+
+_READERS = {
+    "load": blasprop.load,
+    "load_with_info": load_with_info,
+    "load_metadata": blasprop.load_metadata,
+    "read_info": read_info,
+}
+
+
+def _call_with_timeout(fn, path, seconds=5.0):
+    """fn(path) in a daemon thread; returns the exception it raised (a hang fails)."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            fn(path)
+            outcome["exc"] = None
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome["exc"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    start = time.perf_counter()
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"{fn.__name__} blocked on {path}"
+    assert time.perf_counter() - start < seconds
+    return outcome["exc"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+@pytest.mark.parametrize("reader", list(_READERS))
+def test_fifo_is_refused_at_once(tmp_path, reader):
+    path = tmp_path / "model.bpm"
+    os.mkfifo(path)
+    exc = _call_with_timeout(_READERS[reader], path)
+    assert isinstance(exc, ValueError), exc
+    assert "FIFO" in str(exc) and "regular file" in str(exc)
+
+
+@pytest.mark.parametrize("reader", list(_READERS))
+def test_devices_sockets_and_directories_are_refused(tmp_path, reader):
+    import socket
+
+    fn = _READERS[reader]
+    if os.path.exists("/dev/zero"):
+        exc = _call_with_timeout(fn, "/dev/zero")
+        assert isinstance(exc, ValueError) and "character device" in str(exc), exc
+    exc = _call_with_timeout(fn, tmp_path)
+    assert isinstance(exc, IsADirectoryError), exc
+    if hasattr(socket, "AF_UNIX"):
+        sock_path = tmp_path / "s.sock"
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(sock_path))
+            exc = _call_with_timeout(fn, sock_path)
+        assert isinstance(exc, ValueError) and "socket" in str(exc), exc
+    exc = _call_with_timeout(fn, tmp_path / "missing.bpm")
+    assert isinstance(exc, FileNotFoundError), exc
+
+
+def test_file_swapped_for_a_fifo_after_the_stat_is_refused(tmp_path, small_model_file, monkeypatch):
+    """The descriptor actually opened is checked, not only the name's first stat."""
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("needs os.mkfifo")
+    from blasprop import _model_io
+
+    path = tmp_path / "m.bpm"
+    path.write_bytes(small_model_file)
+    real_stat = os.stat
+
+    def stat_then_swap(p, *args, **kwargs):
+        st = real_stat(p, *args, **kwargs)
+        if os.fspath(p) == os.fspath(path):
+            os.unlink(path)
+            os.mkfifo(path)
+        return st
+
+    monkeypatch.setattr(_model_io.os, "stat", stat_then_swap)
+    exc = _call_with_timeout(blasprop.load, path)
+    assert isinstance(exc, ValueError) and "FIFO" in str(exc), exc
+
+
+# ---------------------------------------------------------------------------
+# replacing files
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    X = _X(30, n_features=3)
+    return MLPRegressor(hidden_layer_sizes=(2,), max_iter=2, random_state=0).fit(X, X[:, 0])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("mode", [0o600, 0o644, 0o640, 0o444])
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_save_over_a_file_keeps_its_permission_bits(tmp_path, tiny_model, mode, umask):
+    path = tmp_path / "m.bpm"
+    path.write_bytes(b"old")
+    os.chmod(path, mode)
+    old_umask = os.umask(umask)
+    try:
+        blasprop.save(tiny_model, path)
+        assert os.stat(path).st_mode & 0o7777 == mode
+        # a new file gets what open() would give it under this umask
+        blasprop.save(tiny_model, tmp_path / "new.bpm")
+        assert os.stat(tmp_path / "new.bpm").st_mode & 0o777 == 0o666 & ~umask
+    finally:
+        os.umask(old_umask)
+    assert isinstance(blasprop.load(path), MLPRegressor)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bpm", "new.bpm"]
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
+@pytest.mark.parametrize("relative", [True, False])
+def test_save_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path, tiny_model, relative):
+    (tmp_path / "models").mkdir()
+    target = tmp_path / "models" / "real.bpm"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o640)
+    link = tmp_path / "link.bpm"
+    os.symlink(os.path.join("models", "real.bpm") if relative else target, link)
+    blasprop.save(tiny_model, link)
+    assert link.is_symlink()
+    assert os.readlink(link) == (os.path.join("models", "real.bpm") if relative else str(target))
+    assert isinstance(blasprop.load(target), MLPRegressor)
+    assert os.stat(target).st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["real.bpm"]
+    # a dangling link: the file it names is created
+    target.unlink()
+    blasprop.save(tiny_model, link)
+    assert link.is_symlink() and target.is_file()
+
+
+@pytest.mark.parametrize("exc_type", [OSError, KeyboardInterrupt, MemoryError])
+@pytest.mark.parametrize("after_bytes", [0, 40, 10_000])
+def test_interrupted_save_leaves_the_old_file_and_no_temporary(tmp_path, tiny_model, monkeypatch,
+                                                               exc_type, after_bytes):
+    path = tmp_path / "m.bpm"
+    blasprop.save(tiny_model, path, metadata={"version": 1})
+    before = path.read_bytes()
+    X = _X(30, n_features=3)
+    other = MLPRegressor(hidden_layer_sizes=(400,), max_iter=2, random_state=1).fit(X, X[:, 1])  # ~18 kB
+    real_fdopen = os.fdopen
+
+    class FailingFile:
+        """The temporary file, failing once ``after_bytes`` have been written."""
+
+        def __init__(self, f):
+            self.f, self.written = f, 0
+
+        def write(self, data):
+            n = len(memoryview(data).cast("B"))
+            if self.written + n > after_bytes:
+                raise exc_type("simulated failure mid-write")
+            self.written += n
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: FailingFile(real_fdopen(*a, **k)))
+    try:
+        with pytest.raises(exc_type, match="simulated"):
+            blasprop.save(other, path, metadata={"version": 2})
+    finally:
+        monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.bpm"]
+
+
+@pytest.mark.parametrize("exc_type", [OSError, KeyboardInterrupt])
+def test_save_failing_at_fsync_or_rename_cleans_up(tmp_path, tiny_model, monkeypatch, exc_type):
+    from blasprop import _model_io
+
+    path = tmp_path / "m.bpm"
+    path.write_bytes(b"old")
+    for name in ("fsync", "replace"):
+        def boom(*args, **kwargs):
+            raise exc_type(f"simulated {name} failure")
+
+        monkeypatch.setattr(_model_io.os, name, boom)
+        with pytest.raises(exc_type, match="simulated"):
+            blasprop.save(tiny_model, path)
+        monkeypatch.undo()
+        assert path.read_bytes() == b"old"
+        assert [p.name for p in tmp_path.iterdir()] == ["m.bpm"]
+
+
+def test_save_refuses_to_replace_what_is_not_a_regular_file(tmp_path, tiny_model):
+    (tmp_path / "dir.bpm").mkdir()
+    with pytest.raises(IsADirectoryError):
+        blasprop.save(tiny_model, tmp_path / "dir.bpm")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo.bpm")
+        with pytest.raises(ValueError, match="not a regular file"):
+            blasprop.save(tiny_model, tmp_path / "fifo.bpm")
+        assert (tmp_path / "fifo.bpm").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["dir.bpm"] + (["fifo.bpm"] if hasattr(os, "mkfifo") else [])
+    )
+    assert list((tmp_path / "dir.bpm").iterdir()) == []
+
+
+# ---------------------------------------------------------------------------
+# reading metadata back
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [None, {"note": "hello", "n": [1, 2.5, None, True]}, [1, 2], "text", 3,
+     {"cli": {"data": "x.csv", "target": None, "features": ["a"], "test_score": None, "extra": {"k": 1}}}],
+)
+def test_load_metadata_returns_what_save_was_given(tmp_path, tiny_model, metadata):
+    blasprop.save(tiny_model, tmp_path / "m.bpm", metadata=metadata)
+    assert blasprop.load_metadata(tmp_path / "m.bpm") == metadata
+    assert load_with_info(tmp_path / "m.bpm")[1]["metadata"] == metadata
+
+
+@pytest.mark.parametrize(
+    "cli",
+    [[1], {"seconds_per_epoch": "x" * 100}, {"test_score": "0.9"}, {"features": "abc"},
+     {"n_train": -1}, {"standardized": 1}, {"target": 5}],
+)
+def test_save_refuses_command_line_metadata_of_the_wrong_type(tmp_path, tiny_model, cli):
+    with pytest.raises(ValueError, match="cli"):
+        blasprop.save(tiny_model, tmp_path / "m.bpm", metadata={"cli": cli})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_load_metadata_does_not_read_the_weights(tmp_path, small_model_file):
+    """It checks the header as load does, but a damaged weight is only load's concern."""
+    blob = bytearray(small_model_file)
+    blob[-1] ^= 0xFF
+    path = tmp_path / "m.bpm"
+    path.write_bytes(bytes(blob))
+    assert blasprop.load_metadata(path) is None
+    with pytest.raises(ValueError, match="checksum"):
+        blasprop.load(path)
