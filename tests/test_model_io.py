@@ -1081,3 +1081,206 @@ def test_load_metadata_does_not_read_the_weights(tmp_path, small_model_file):
     assert blasprop.load_metadata(path) is None
     with pytest.raises(ValueError, match="checksum"):
         blasprop.load(path)
+
+
+# ---------------------------------------------------------------------------
+# hostile files: refused quickly, within a memory bound
+#
+# Each file is a few MB to ~15 MB.  They are loaded in one subprocess with
+# its address space limited (so an amplification shows as MemoryError or a
+# death, not as a swapping machine), and each load's resident peak (VmHWM,
+# reset through /proc/self/clear_refs) and time are reported back.
+
+HOSTILE_ADDRESS_SPACE = 3 << 29  # 1.5 GiB; importing blasprop and scikit-learn takes ~0.5
+HOSTILE_MAX_RESIDENT = 64 << 20
+HOSTILE_MAX_SECONDS = 3.0
+
+
+def _with_arrays(header, arrays):
+    """Fill header["arrays"] for (name, ndarray) pairs; return the packed file."""
+    header["arrays"], data, offset = [], b"", 0
+    for name, arr in arrays:
+        arr = np.ascontiguousarray(arr)
+        pad = -offset % 64
+        data += b"\0" * pad
+        offset += pad
+        header["arrays"].append({"name": name, "dtype": arr.dtype.str, "shape": list(arr.shape),
+                                 "offset": offset, "crc32": zlib.crc32(arr.tobytes())})
+        data += arr.tobytes()
+        offset += arr.nbytes
+    return _pack(header, data)
+
+
+def _many_classes(template, n_classes, dtype, values=None):
+    """A multiclass model with one hidden unit and ``n_classes`` outputs."""
+    header, _ = _unpack(template)
+    header["params"]["hidden_layer_sizes"] = [1]
+    header["attributes"].update(n_outputs_=n_classes, n_layers_=3, n_features_in_=4)
+    header["classes"] = {"dtype": dtype,
+                         "values": values if values is not None else [str(i) for i in range(n_classes)]}
+    header["params"]["class_weight"] = None
+    header["param_types"].pop("class_weight", None)
+    f8 = lambda *shape: np.zeros(shape, dtype="<f8")  # noqa: E731
+    return _with_arrays(header, [("coefs_.0", f8(4, 1)), ("intercepts_.0", f8(1)),
+                                 ("coefs_.1", f8(1, n_classes)), ("intercepts_.1", f8(n_classes)),
+                                 ("loss_curve_", f8(2))])
+
+
+def _with_raw_json(template, key, value_json):
+    """The template with header[key] replaced by the given JSON text."""
+    header, data = _unpack(template)
+    header[key] = "@@VALUE@@"
+    raw = json.dumps(header).encode().replace(b'"@@VALUE@@"', value_json)
+    return _pack(None, data, json_bytes=raw)
+
+
+def _with_metadata_json(template, metadata_json):
+    return _with_raw_json(template, "metadata", metadata_json)
+
+
+def _with_first_shape(blob, shape):
+    header, data = _unpack(blob)
+    header["arrays"][0]["shape"] = shape
+    return _pack(header, data)
+
+
+def _hostile_files(template):
+    mb = 2**20
+    return {
+        "metadata-5M-empty-objects": _with_metadata_json(template, b"[" + b"{}," * (5 * mb) + b"{}]"),
+        "metadata-2M-nested-lists": _with_metadata_json(
+            template, b"[" + b",".join([b"[[[[[[[[[[1]]]]]]]]]]"] * (mb // 2)) + b"]"),
+        "metadata-3M-short-strings": _with_metadata_json(template, b"[" + b'"a",' * (3 * mb) + b'"a"]'),
+        "metadata-3M-floats": _with_metadata_json(template, b"[" + b"1.5," * (3 * mb) + b"1.5]"),
+        "metadata-huge-ints": _with_metadata_json(template, b"[" + b",".join([b"9" * 4000] * 3000) + b"]"),
+        "metadata-deep-100k": _with_metadata_json(template, b"[" * 100_000 + b"]" * 100_000),
+        "feature-names-3M": _with_raw_json(template, "feature_names_in", b"[" + b'"f",' * (3 * mb) + b'"f"]'),
+        "feature-names-500k-for-4-features": _with_raw_json(
+            template, "feature_names_in", b"[" + b'"feature",' * (mb // 2) + b'"f"]'),
+        "labels-U1000-x-200k-classes": _many_classes(template, 200_000, "<U1000"),
+        "labels-U70-x-200k-classes": _many_classes(template, 200_000, "<U70"),
+        "labels-one-long-x-200k-classes": _many_classes(
+            template, 200_000, f"<U{mb}", ["x" * mb] + [str(i) for i in range(1, 200_000)]),
+        "labels-more-than-outputs": _many_classes(template, 3, "<U6", [str(i) for i in range(400_000)]),
+        "shape-2**31-squared": _with_first_shape(_many_classes(template, 200_000, "<U6"), [2**31, 2**31]),
+        "shape-negative": _with_first_shape(_many_classes(template, 200_000, "<U6"), [-4, -1]),
+        "shape-2**64": _with_first_shape(_many_classes(template, 200_000, "<U6"), [2**64, 1]),
+        "truncated-arrays": _many_classes(template, 200_000, "<U6")[:-800_000],
+        "metadata-strings-of-brackets": _with_metadata_json(
+            template, b"[" + b'"[[[[{{{{,,,,::::",' * (mb // 4) + b'""]'),
+        "cli-seconds-string": _with_metadata_json(
+            template, json.dumps({"cli": {"seconds_per_epoch": "x" * (mb - 16)}}).encode()),
+        "cli-score-string": _with_metadata_json(
+            template, json.dumps({"cli": {"test_score": "x" * (mb - 16)}}).encode()),
+    }
+
+
+_HOSTILE_SCRIPT = """
+import json, sys, time, contextlib, io
+import blasprop
+from blasprop import cli
+
+def status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+
+def reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+for name, path in json.loads(sys.argv[1]).items():
+    for how in ("load", "load_metadata", "info"):
+        print(json.dumps({"case": name, "how": how, "start": True}), flush=True)
+        can_reset = reset_peak()
+        before = status("VmRSS")
+        t = time.perf_counter()
+        err = io.StringIO()
+        try:
+            if how == "info":
+                with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                    code = cli.main(["info", path])
+                outcome = ["exit", code]
+            else:
+                getattr(blasprop, how)(path)
+                outcome = None
+        except BaseException as exc:
+            outcome = [type(exc).__name__, str(exc)[-300:]]
+        seconds = time.perf_counter() - t
+        peak = status("VmHWM") - before if can_reset else None
+        print(json.dumps({"case": name, "how": how, "outcome": outcome, "stderr": err.getvalue()[-300:],
+                          "resident": peak, "seconds": seconds}), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_results(tmp_path_factory, small_model_file):
+    import resource
+    import subprocess
+    import sys
+
+    directory = tmp_path_factory.mktemp("hostile")
+    paths = {}
+    for name, blob in _hostile_files(small_model_file).items():
+        paths[name] = str(directory / f"{name}.bpm")
+        with open(paths[name], "wb") as f:
+            f.write(blob)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (HOSTILE_ADDRESS_SPACE, HOSTILE_ADDRESS_SPACE))
+
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", _HOSTILE_SCRIPT, json.dumps(paths)],
+                          capture_output=True, text=True, timeout=600, preexec_fn=limit, env=env)
+    records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    sizes = {name: os.path.getsize(p) for name, p in paths.items()}
+    return proc, records, sizes
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+@pytest.mark.parametrize("case", [
+    "metadata-5M-empty-objects", "metadata-2M-nested-lists", "metadata-3M-short-strings",
+    "metadata-3M-floats", "metadata-huge-ints", "metadata-deep-100k", "feature-names-3M",
+    "feature-names-500k-for-4-features", "labels-U1000-x-200k-classes", "labels-U70-x-200k-classes",
+    "labels-one-long-x-200k-classes", "labels-more-than-outputs", "shape-2**31-squared",
+    "shape-negative", "shape-2**64", "truncated-arrays", "cli-seconds-string", "cli-score-string",
+])
+@pytest.mark.parametrize("how", ["load", "load_metadata", "info"])
+def test_hostile_file_is_refused_quickly_in_little_memory(hostile_results, case, how):
+    proc, records, sizes = hostile_results
+    started = [r for r in records if r.get("start")]
+    assert proc.returncode == 0, (
+        f"the subprocess died (status {proc.returncode}) in "
+        f"{started[-1] if started else 'startup'}\n{proc.stderr[-2000:]}"
+    )
+    result = next(r for r in records if r["case"] == case and r["how"] == how and "start" not in r)
+    if how == "info":
+        assert result["outcome"] == ["exit", 2], result
+        assert result["stderr"].startswith("blasprop: error: ") and "not a valid blasprop model" in result["stderr"]
+    else:
+        assert result["outcome"][0] == "ValueError", result
+        assert "not a valid blasprop model file" in result["outcome"][1]
+    assert result["seconds"] < HOSTILE_MAX_SECONDS, result
+    if result["resident"] is not None:
+        assert result["resident"] < HOSTILE_MAX_RESIDENT, result
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+@pytest.mark.parametrize("how", ["load", "load_metadata", "info"])
+def test_valid_file_full_of_punctuation_in_strings_is_accepted(hostile_results, how):
+    """The pre-parse counts include bytes inside strings; a file over the
+    limits only because of them must still load (the strings are blanked
+    out and the counts taken again), in memory proportional to its size."""
+    proc, records, sizes = hostile_results
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    case = "metadata-strings-of-brackets"
+    result = next(r for r in records if r["case"] == case and r["how"] == how and "start" not in r)
+    assert result["outcome"] == (["exit", 0] if how == "info" else None), result
+    assert result["seconds"] < HOSTILE_MAX_SECONDS, result
+    if result["resident"] is not None:
+        assert result["resident"] < 12 * sizes[case], result

@@ -49,10 +49,10 @@ _WEIGHT_DTYPES = {"<f4": np.float32, "<f8": np.float64}
 # Limits, all checked before the thing they bound is allocated (documented in
 # docs/model-files.md).  A file within them costs at most a small multiple of
 # its own size to load; a legitimate model reaches them only with about a
-# million named features or classes.
+# half a million named features or classes.
 _MAX_JSON_BYTES = 16 * 1024 * 1024  # the JSON header, in bytes
 _MAX_JSON_DEPTH = 64  # nesting of arrays and objects
-_MAX_JSON_VALUES = 1 << 20  # values and object keys, containers included
+_MAX_JSON_VALUES = 1 << 19  # values and object keys, containers included
 _MAX_JSON_CONTAINERS = 1 << 17  # arrays and objects (each costs ~100 bytes)
 _MAX_JSON_STRING = 1 << 20  # characters in one string
 _MAX_JSON_NUMBER = 40  # characters in one number (2**64 has 20 digits)
