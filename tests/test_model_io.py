@@ -634,12 +634,16 @@ def test_unsaved_parameters_are_only_the_documented_ones(tmp_path):
     blasprop.save(est, tmp_path / "m.bpm")
     header = read_info(tmp_path / "m.bpm")
     assert sorted(header["unsaved_params"]) == ["callbacks", "random_state"]
-    # a file may not declare any other parameter unsaved
     blob = (tmp_path / "m.bpm").read_bytes()
     header, data = _unpack(blob)
-    header["params"]["alpha"] = None
-    header["unsaved_params"].append("alpha")
-    _assert_rejected(tmp_path, _pack(header, data), match="alpha")
+    # files of earlier versions also left out e.g. n_iter_no_change=inf: the
+    # default applies, as it did then
+    header["params"]["n_iter_no_change"] = None
+    header["unsaved_params"].append("n_iter_no_change")
+    assert _load_bytes(tmp_path, _pack(header, data)).n_iter_no_change == 10
+    # but an unsaved parameter must be stored as null
+    header["params"]["n_iter_no_change"] = 5
+    _assert_rejected(tmp_path, _pack(header, data), match="n_iter_no_change")
 
 
 def test_wide_string_label_dtype_is_narrowed_at_save(tmp_path):
@@ -1284,3 +1288,41 @@ def test_valid_file_full_of_punctuation_in_strings_is_accepted(hostile_results, 
     assert result["seconds"] < HOSTILE_MAX_SECONDS, result
     if result["resident"] is not None:
         assert result["resident"] < 12 * sizes[case], result
+
+
+def test_concurrent_saves_and_loads_of_one_path(tmp_path):
+    """Threads saving different models to one path: every load sees one
+    whole model, the last rename wins, and no temporary file is left."""
+    import threading
+
+    X = _X(40, n_features=3)
+    models = [MLPRegressor(hidden_layer_sizes=(h,), max_iter=2, random_state=0).fit(X, X[:, 0])
+              for h in (2, 5, 9, 17)]
+    path = tmp_path / "m.bpm"
+    blasprop.save(models[0], path)
+    errors, seen = [], set()
+
+    def saver(est):
+        try:
+            for _ in range(10):
+                blasprop.save(est, path)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def loader():
+        try:
+            for _ in range(20):
+                seen.add(blasprop.load(path).coefs_[0].shape[1])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=saver, args=(m,)) for m in models]
+    threads += [threading.Thread(target=loader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert seen <= {2, 5, 9, 17} and seen
+    assert blasprop.load(path).coefs_[0].shape[1] in {2, 5, 9, 17}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.bpm"]

@@ -1016,8 +1016,10 @@ def _interpret(header, table, json_len):
     if not isinstance(unsaved, list) or not all(isinstance(u, str) for u in unsaved):
         raise ValueError('"unsaved_params" must be a list of names')
     for key in unsaved:
-        if key not in _DROPPABLE_PARAMS or params.get(key) is not None:
-            raise ValueError(f"parameter {key!r:.60} cannot be listed as unsaved")
+        # earlier versions also left out non-finite floats and arrays; the
+        # default replaces any of them, as it always did
+        if key not in params or params[key] is not None:
+            raise ValueError(f"unsaved parameter {key!r:.60} must be stored as null")
     dtype_name = header.get("dtype")
     if dtype_name not in ("float32", "float64"):
         raise ValueError(f"dtype {dtype_name!r:.40} is not float32 or float64")
