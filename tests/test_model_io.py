@@ -1246,6 +1246,7 @@ def hostile_results(tmp_path_factory, small_model_file):
     return proc, records, sizes
 
 
+@pytest.mark.slow  # one subprocess for all cases: ~7 s with building the files
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 @pytest.mark.parametrize("case", [
     "metadata-5M-empty-objects", "metadata-2M-nested-lists", "metadata-3M-short-strings",
@@ -1274,6 +1275,7 @@ def test_hostile_file_is_refused_quickly_in_little_memory(hostile_results, case,
         assert result["resident"] < HOSTILE_MAX_RESIDENT, result
 
 
+@pytest.mark.slow  # shares the subprocess above
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
 @pytest.mark.parametrize("how", ["load", "load_metadata", "info"])
 def test_valid_file_full_of_punctuation_in_strings_is_accepted(hostile_results, how):

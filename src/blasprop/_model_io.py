@@ -48,7 +48,7 @@ _WEIGHT_DTYPES = {"<f4": np.float32, "<f8": np.float64}
 
 # Limits, all checked before the thing they bound is allocated (documented in
 # docs/model-files.md).  A file within them costs at most a small multiple of
-# its own size to load; a legitimate model reaches them only with about a
+# its own size to load; a legitimate model reaches them only with about
 # half a million named features or classes.
 _MAX_JSON_BYTES = 16 * 1024 * 1024  # the JSON header, in bytes
 _MAX_JSON_DEPTH = 64  # nesting of arrays and objects
@@ -62,8 +62,8 @@ _MAX_LAYERS = 4_096
 _MAX_ARRAY_BYTES = 1 << 40  # one array; also bounded by the file's size
 _MAX_DATA_BYTES = 1 << 42  # all arrays; also bounded by the file's size
 # Class labels: a string dtype at most this many characters wider than the
-# longest label (np.unique keeps the width of the input's dtype, so some
-# slack is normal) ...
+# longest label (fit makes it exact; an edited classes_ may be wider, and a
+# little slack costs little) ...
 _LABEL_WIDTH_SLACK = 64
 # ... and the labels' NumPy array at most this many bytes per byte of JSON
 # header, plus _LABEL_BYTES_FREE (a one-character label costs 4 bytes of
@@ -243,6 +243,11 @@ def _encode_param(value):
     return ok, enc, None
 
 
+_PARAM_ARRAY_DTYPES = {
+    "|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8",
+}
+
+
 def _decode_param(name, value, ptype):
     if ptype is None:
         if isinstance(value, list) and all(_is_json_scalar(v) for v in value):
@@ -295,11 +300,6 @@ def _decode_param(name, value, ptype):
         except OverflowError:
             raise ValueError(f"parameter {name!r} holds values out of the range of {dtype_str}") from None
     raise ValueError(f"parameter type {ptype!r:.40} of {name!r} is unknown")
-
-
-_PARAM_ARRAY_DTYPES = {
-    "|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8",
-}
 
 
 # --------------------------------------------------------------------------
