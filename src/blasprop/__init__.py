@@ -5,7 +5,7 @@ from ._version import __version__
 from ._classes import MLPClassifier, MLPRegressor
 from ._config import show_config
 from ._gradcheck import check_gradients
-from ._model_io import load, save
+from ._model_io import load, load_metadata, save
 from ._onnx import to_onnx
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "check_gradients",
     "save",
     "load",
+    "load_metadata",
     "to_onnx",
     "show_config",
     "__version__",
