@@ -268,7 +268,11 @@ def decide_task(y, task):
     from sklearn.utils.multiclass import type_of_target
 
     numeric = y.dtype.kind in "biuf"
-    kind = type_of_target(y)
+    if y.dtype.kind == "f" and np.all(y == np.round(y)):
+        # integers too large for int64 (type_of_target would cast them)
+        kind = "binary" if len(np.unique(y)) <= 2 else "multiclass"
+    else:
+        kind = type_of_target(y)
     if task == "auto":
         few = kind == "multiclass" and len(np.unique(y)) <= _MAX_CLASSES_AUTO
         task = "classify" if (not numeric or kind == "binary" or few) else "regress"
@@ -324,13 +328,17 @@ def fold_scaling(est, x_mean, x_scale, y_mean=None, y_scale=None):
                 f"folding the standardisation into the {dtype} weights overflows; use --dtype "
                 "float64, or --no-scale with features and targets of moderate size"
             )
+    hint = "use --dtype float64" if dtype != np.float64 else "rescale it before training"
     for i, (old, new) in enumerate(zip(old_w, (coefs[0], coefs[-1]))):
-        lost = (np.abs(new) < tiny) & (old != 0)  # rounds to zero or loses its precision
+        # a feature is lost when all its weights round to zero (or to
+        # subnormals, which keep almost no precision)
+        rows = (old, new) if i == 0 else (old.reshape(1, -1), new.reshape(1, -1))
+        lost = (np.abs(rows[1]).max(axis=1) < tiny) & (np.abs(rows[0]).max(axis=1) > 0)
         if lost.any():
-            what = f"feature {int(np.argwhere(lost)[0][0])}" if i == 0 else "the target"
+            what = f"feature {int(np.flatnonzero(lost)[0])}" if i == 0 else "the target"
             raise ValueError(
                 f"the standardisation of {what} cannot be folded into {dtype} weights "
-                f"(they would round to zero); use --dtype float64"
+                f"(they would round to zero); {hint}"
             )
     est.coefs_[:] = [w.astype(dtype) for w in coefs]
     est.intercepts_[:] = [b.astype(dtype) for b in intercepts]
@@ -340,18 +348,24 @@ def _standardize(a):
     """``(a - mean) / scale`` per column, and the mean and scale.
 
     Each column is divided first by a power of two near its largest
-    magnitude: exact, so ordinary columns get the very same result, while a
-    column of 1e300s (whose sum and variance overflow) or of 1e-300s (whose
-    variance underflows) is scaled properly instead of becoming zeros.
-    Constant columns get scale 1 (they become 0, as with StandardScaler).
+    magnitude (an exact division), so that a column of 1e300s (whose sum and
+    variance overflow) or of 1e-300s (whose variance underflows) is scaled
+    properly instead of becoming zeros. Constant columns get scale 1 (they
+    become 0, as with StandardScaler).
     """
     _, exponent = np.frexp(np.abs(a).max(axis=0))
     unit = np.ldexp(1.0, exponent - 1)  # every |a / unit| < 2; a column of zeros gets 0.5
     b = a / unit
     mean = b.mean(axis=0)
     scale = b.std(axis=0)
-    scale[scale == 0] = 1.0 / unit[scale == 0]  # after "* unit": 1
-    return (b - mean) / scale, mean * unit, scale * unit
+    # constant up to the rounding of the mean (StandardScaler's test): a
+    # column of 0.1s must not become +-1s
+    n, eps = len(a), np.finfo(np.float64).eps
+    constant = scale**2 <= n * eps * scale**2 + (n * mean * eps) ** 2
+    scale[constant] = 1.0 / unit[constant]  # after "* unit": 1
+    z = (b - mean) / scale
+    z[:, constant] = 0.0
+    return z, mean * unit, scale * unit
 
 
 def _check_dtype_range(X, names, dtype):
@@ -603,7 +617,7 @@ def cmd_train(args):
     score = None
     if len(X_test):
         with _threads(args.threads):
-            score = float(est.score(X_test.astype(args.dtype), y_test))
+            score = _held_out_score(est, X_test.astype(args.dtype), y_test, classify)
         print(f"held-out {score_name}: {score:.4f} on {len(X_test)} rows")
     print(f"time: {seconds:.2f} s, {1000 * seconds / epochs:.1f} ms per epoch ({est.n_iter_} epochs)")
     metadata.update(
@@ -612,6 +626,18 @@ def cmd_train(args):
     save(est, args.out, metadata={"cli": metadata})
     print(f"model saved to {args.out}")
     return 0
+
+
+def _held_out_score(est, X, y, classify):
+    """Accuracy, or R^2 computed on y divided by a power of two (R^2 does not
+    change) so that targets near 1e300 do not overflow its sums of squares."""
+    if classify:
+        return float(est.score(X, y))
+    from sklearn.metrics import r2_score
+
+    _, exponent = np.frexp(np.abs(y).max())
+    unit = np.ldexp(1.0, int(exponent) - 1)
+    return float(r2_score(y / unit, est.predict(X) / unit))
 
 
 def _fold(est, classify, x_mean, x_scale, y_mean=None, y_scale=None):
