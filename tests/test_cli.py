@@ -867,3 +867,149 @@ def test_info_says_what_the_digits_model_expects(runs):
     assert "input columns (64, picked by name): pixel_0, pixel_1" in r.stdout
     assert "pixel_63" in r.stdout
     assert "input values: pixel intensities 0-16 divided by 16" in r.stdout
+
+
+# ---------------------------------------------------------------------------
+# the progress line
+
+
+@pytest.mark.parametrize("columns", [40, 80, 200])
+@pytest.mark.parametrize("val", [True, False])
+@pytest.mark.parametrize("max_iter", [7, 200, 100_000])
+def test_progress_line_fits_the_terminal(monkeypatch, columns, val, max_iter):
+    from blasprop._progress import EpochReporter
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    stream = _Stream(tty=True)
+    reporter = EpochReporter(max_iter, stream)
+    epochs = sorted({*range(1, 8), max_iter // 2, max_iter})
+    for n in epochs:
+        reporter.epoch(n, 1234.5 / n, 0.98765 if val else None, elapsed=3.7 * n)
+    reporter.close()
+    out = stream.getvalue()
+    assert out.endswith("\n") and out.count("\n") == 1
+    frames = out[:-1].split("\r")[1:]
+    assert len(frames) == len(epochs) + 1  # every epoch redrawn, then the final state
+    for frame in frames:
+        assert len(frame) <= columns - 1, frame  # never wraps
+    assert f"epoch {max_iter}/{max_iter}" in frames[-1] and "done" in frames[-1]
+    if columns >= 80:
+        assert "[" in frames[-2] and "loss" in frames[-2] and "ETA" in frames[-2]
+        assert ("val 0.9877" in frames[-2]) == val
+
+
+def test_cli_progress_bar_fits_the_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    stream = _Stream(tty=True)
+    _epochs(cli.ProgressBar(stream), 30, max_iter=100_000)
+    frames = stream.getvalue().rstrip("\n").split("\r")[1:]
+    assert len(frames) == 31
+    assert all(len(f) <= 39 for f in frames)
+
+
+def _fit_verbose_on_a_terminal(monkeypatch, est, X, y):
+    """Fit with verbose on a fake terminal; warnings are shown on the same stream."""
+    import warnings
+
+    stream = _Stream(tty=True)
+    monkeypatch.setattr(sys, "stdout", stream)
+    monkeypatch.setenv("COLUMNS", "80")
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        stream.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        est.fit(X, y)
+        assert warnings.showwarning is show  # the reporter put it back
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_warning_at_the_end_of_fit_starts_on_its_own_line(monkeypatch, cls, early_stopping):
+    X, y = _classification_table(120, 15)
+    if cls is MLPRegressor:
+        y = X[:, 0] * 2.0
+    est = cls(hidden_layer_sizes=(4,), max_iter=5, verbose=True, random_state=0,
+              early_stopping=early_stopping)
+    out = _fit_verbose_on_a_terminal(monkeypatch, est, X, y)
+    at = out.index("ConvergenceWarning")
+    start = max(out.rfind("\n", 0, at), out.rfind("\r", 0, at)) + 1
+    assert out[start - 1] == "\n"  # the bar's line was ended first
+    assert "epoch" not in out[start:at]
+    assert "epoch 5/5" in out[:start]
+
+
+def test_warning_during_fit_starts_on_its_own_line(monkeypatch):
+    """A warning from a callback, mid-run, also gets a line of its own; the bar goes on below."""
+    import warnings
+
+    def warn(est, info):
+        if info["epoch"] == 3:
+            warnings.warn("something to say", UserWarning)
+
+    X, y = _classification_table(120, 16)
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=6, verbose=True, random_state=0,
+                        callbacks=[warn])
+    out = _fit_verbose_on_a_terminal(monkeypatch, est, X, y)
+    at = out.index("UserWarning: something to say")
+    start = max(out.rfind("\n", 0, at), out.rfind("\r", 0, at)) + 1
+    assert out[start - 1] == "\n"
+    assert "epoch 3/6" in out[:start] and "epoch 6/6" in out[at:]
+
+
+# ---------------------------------------------------------------------------
+# Ctrl-C
+
+
+@pytest.fixture(scope="module")
+def slow_training_data(tmp_path_factory):
+    """Random labels and a wide network: each epoch takes a good fraction of a second."""
+    d = tmp_path_factory.mktemp("sigint")
+    rng = np.random.default_rng(17)
+    X = rng.normal(size=(4000, 10))
+    _write_csv(d / "big.csv", [f"x{j}" for j in range(10)] + ["y"],
+               [[*(f"{v:.5f}" for v in x), int(k)] for x, k in zip(X, rng.integers(0, 3, 4000))])
+    return d
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("existing", [True, False])
+def test_ctrl_c_exits_130_and_keeps_the_out_file(slow_training_data, tmp_path, existing):
+    import signal
+    import time
+
+    out = tmp_path / "model.bpm"
+    old = b"an earlier model, not to be touched"
+    if existing:
+        out.write_bytes(old)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "blasprop", "train", str(slow_training_data / "big.csv"),
+         "--hidden", "256,256", "--epochs", "1000", "--no-early-stopping", "--threads", "1",
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )
+    try:
+        first = proc.stderr.readline()  # the first progress line: training is under way
+        assert first.startswith("epoch 1/1000"), first
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    kept = tmp_path / "model.interrupted.bpm"
+    assert f"was saved to {kept}" in stderr
+    assert "model saved to" not in stdout
+    if existing:
+        assert out.read_bytes() == old
+    else:
+        assert not out.exists()
+    model = blasprop.load(kept)
+    assert 1 <= model.n_iter_ < 1000
+    assert model.coefs_[0].shape == (10, 256)

@@ -143,15 +143,17 @@ class EpochReporter:
     def _fit_line(self, state, final, room):
         """The terminal line for ``state`` in at most ``room`` columns."""
         head, fields = self._fields(state, final)
-        rest = "  ".join(fields)
-        bar_room = room - len(head) - len(rest) - 4  # "[", "] " and the spaces around
-        if bar_room >= _MIN_BAR:
-            width = min(bar_room, _BAR)
-            done = width if final else int(width * min(state[0] / self.max_iter, 1.0))
-            return f"{head} [{'#' * done}{'-' * (width - done)}] {rest}"
-        # no room for a bar: drop the words that matter least, then cut
-        short = [f.replace(" elapsed", "") for f in fields]
-        for variant in (fields, short, [f for f in short if not f.startswith("val ")]):
+        short = [f"loss {state[1]:.4g}"] + [f.replace(" elapsed", "") for f in fields[1:]]
+        for variant in (fields, short):
+            rest = "  ".join(variant)
+            bar_room = room - len(head) - len(rest) - 4  # "[", "] " and the spaces around
+            if bar_room >= _MIN_BAR:
+                width = min(bar_room, _BAR)
+                done = width if final else int(width * min(state[0] / self.max_iter, 1.0))
+                return f"{head} [{'#' * done}{'-' * (width - done)}] {rest}"
+        # no room for a bar: drop what matters least, then cut
+        no_val = [f for f in short if not f.startswith("val ")]
+        for variant in (short, no_val, no_val[:1] + no_val[2:]):
             line = "  ".join([head] + variant)
             if len(line) <= room:
                 return line
