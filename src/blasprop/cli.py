@@ -406,9 +406,13 @@ class ProgressBar:
         self.reporter.epoch(info["epoch"], info["loss"], info.get("validation_score"), info["elapsed"])
         return None  # never asks to stop
 
-    def close(self):
+    def close(self, done=True):
+        """Show the final state; ``done=False`` (interrupted) only ends the line."""
         if self.reporter is not None:
-            self.reporter.close()
+            if done:
+                self.reporter.close()
+            else:
+                self.reporter.end_line()
 
 
 def _split(X, y, test_size, random_state, stratify):
@@ -597,7 +601,7 @@ def cmd_train(args):
         interrupted.append(signal.SIGINT)  # raised where fit does not catch it (lbfgs)
     finally:
         if bar is not None:
-            bar.close()
+            bar.close(done=not interrupted)
     seconds = time.perf_counter() - start
     if bar is not None:
         est.set_params(callbacks=None)  # callables cannot be stored in a model file
