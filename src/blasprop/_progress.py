@@ -20,7 +20,7 @@ import time
 import warnings
 
 _BAR = 24
-_MIN_BAR = 8
+_MIN_BAR = 5
 
 
 def _fmt_seconds(s):
