@@ -11,17 +11,26 @@ status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
+import json
+import math
 import os
+import re
+import signal
+import stat
 import sys
+import threading
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
 _MAX_CLASSES_AUTO = 20  # --task auto: integer targets with at most this many values are classes
 _MIN_ROWS_EARLY_STOPPING = 1000  # default: early stopping only from this many training rows
@@ -42,31 +51,67 @@ class Table:
         self.path, self.names, self.columns = str(path), names, columns
         self.lines = lines  # file line number of each row (CSV only), for messages
         self.n_rows = len(columns[0]) if columns else 0
+        self._index = {name: j for j, name in enumerate(names)}  # wide files: no list.index
+
+    def __contains__(self, name):
+        return name in self._index
 
     def column(self, name):
-        try:
-            return self.columns[self.names.index(name)]
-        except ValueError:
+        j = self._index.get(name)
+        if j is None:
             shown = ", ".join(repr(n) for n in self.names[:12])
             more = ", ..." if len(self.names) > 12 else ""
-            raise CLIError(f"{self.path}: no column {name!r} (columns: {shown}{more})") from None
+            raise CLIError(f"{self.path}: no column {name!r} (columns: {shown}{more})")
+        return self.columns[j]
 
     def where(self, i):
         return f"line {self.lines[i]}" if self.lines else f"row {i + 1}"
 
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _open_data_file(path):
+    """Open ``path`` for reading if it is a regular file.
+
+    The check is on the opened descriptor (no window for the path to change
+    in between), and the open does not block: a FIFO would otherwise wait
+    for a writer forever, and /dev/zero would be read until memory runs out.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:  # Windows cannot open directories
+        raise CLIError(f"{path}: is a directory, not a data file") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+            raise CLIError(f"{path}: is {kind}, not a data file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_table(path):
     """Read a CSV file with a header row (or Parquet, with pandas + pyarrow)."""
     path = Path(path)
-    if path.is_dir():
-        raise CLIError(f"{path}: is a directory, not a data file")
-    if path.suffix.lower() in _PARQUET_SUFFIXES:
-        return _read_parquet(path)
+    with _open_data_file(path) as f:
+        if path.suffix.lower() in _PARQUET_SUFFIXES:
+            return _read_parquet(path, f)
+        data = f.read()
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            text = f.read()
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise CLIError(f"{path}: not a UTF-8 text (CSV) file") from None
+    del data
     if "\x00" in text:
         raise CLIError(f"{path}: contains NUL bytes; not a text (CSV) file")
     first = text[: text.find("\n")] if "\n" in text else text
@@ -85,29 +130,32 @@ def read_table(path):
                     f"{path}: line {reader.line_num} has {len(row)} fields, "
                     f"the header has {len(header)}"
                 )
-            rows.append(row)
+            rows.append([cell.strip() for cell in row])
             lines.append(reader.line_num)
     except csv.Error as exc:
         raise CLIError(f"{path}: not a readable CSV file ({exc})") from None
+    del text
     if not header or all(not h.strip() for h in header):
         raise CLIError(f"{path}: empty file; expected a CSV header row")
     names = [h.strip() or f"column_{i}" for i, h in enumerate(header)]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
     if dupes:
         raise CLIError(f"{path}: duplicate column name(s) {', '.join(map(repr, dupes))}")
     if not rows:
         raise CLIError(f"{path}: has a header but no data rows")
-    columns = [np.array([row[j].strip() for row in rows], dtype=object) for j in range(len(names))]
-    return Table(path, names, columns, lines)
+    cells = np.empty((len(rows), len(names)), dtype=object)
+    cells[...] = rows
+    del rows
+    return Table(path, names, list(cells.T), lines)
 
 
-def _read_parquet(path):
+def _read_parquet(path, f):
     try:
         import pandas as pd
     except ImportError:
         raise CLIError("reading Parquet needs pandas and pyarrow: pip install pandas pyarrow") from None
     try:
-        df = pd.read_parquet(path)
+        df = pd.read_parquet(f)
     except ImportError as exc:
         raise CLIError(f"reading Parquet needs pyarrow: pip install pyarrow ({exc})") from None
     except Exception as exc:  # pyarrow raises its own error types for bad files
@@ -115,7 +163,10 @@ def _read_parquet(path):
     if df.shape[0] == 0 or df.shape[1] == 0:
         raise CLIError(f"{path}: no data")
     names = [str(c) for c in df.columns]
-    return Table(path, names, [df[c].to_numpy() for c in df.columns])
+    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
+    if dupes:
+        raise CLIError(f"{path}: duplicate column name(s) {', '.join(map(repr, dupes))}")
+    return Table(path, names, [df.iloc[:, j].to_numpy() for j in range(df.shape[1])])
 
 
 def numeric_matrix(table, names):
@@ -125,7 +176,7 @@ def numeric_matrix(table, names):
         col = table.column(name)
         try:
             out[:, j] = col.astype(np.float64)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, OverflowError):
             bad = next(i for i, v in enumerate(col) if not _is_float(v))
             if str(col[bad]).strip() == "":
                 raise CLIError(
@@ -135,27 +186,49 @@ def numeric_matrix(table, names):
                 f"{table.path}: column {name!r} is not numeric "
                 f"({table.where(bad)}: {str(col[bad])[:40]!r}); features must be numbers"
             ) from None
-        finite = np.isfinite(out[:, j])
-        if not finite.all():
-            bad = int(np.argmin(finite))
-            raise CLIError(
-                f"{table.path}: column {name!r} has a missing or non-finite value at {table.where(bad)}"
-            )
+    finite = np.isfinite(out)
+    if not finite.all():
+        i, j = np.argwhere(~finite)[0]
+        raise CLIError(
+            f"{table.path}: column {names[j]!r} has a missing or non-finite value at {table.where(i)}"
+        )
     return out
 
 
 def _is_float(v):
     try:
         float(v)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         return False
     return True
+
+
+_INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})")  # canonical, at most 19 digits (int64)
+
+
+def _exact_ints(col):
+    """``col`` as int64 when every value is the text of an int64, else None.
+
+    Parsed as integers, never through float64, which cannot tell 2**53 from
+    2**53 + 1.
+    """
+    if col.dtype.kind in "iu":
+        return col
+    if col.dtype.kind != "O" or not all(isinstance(v, str) and _INT_TEXT.fullmatch(v) for v in col):
+        return None
+    values = [int(v) for v in col]
+    if min(values) < -(2**63) or max(values) >= 2**63:
+        return None
+    return np.array(values, dtype=np.int64)
 
 
 def target_vector(table, name):
     """Numbers when every value parses as one (integers when all integral), else strings."""
     col = table.column(name)
-    if col.dtype.kind in "biuf":
+    ints = _exact_ints(col)
+    if ints is not None:
+        return ints
+    if col.dtype.kind in "bf":
         y = col
     elif all(_is_float(v) for v in col):
         y = col.astype(np.float64)
@@ -173,12 +246,33 @@ def target_vector(table, name):
     return y
 
 
+def class_labels(table, name):
+    """The target column's values as class labels, exactly as written.
+
+    Integers are int64 (parsed as integers); any other text, including
+    numbers such as ``1.0`` or ``1e3``, stays text, so that labels are never
+    merged by a conversion and predictions write back what the file said.
+    """
+    col = table.column(name)
+    ints = _exact_ints(col)
+    if ints is not None:
+        return ints
+    if col.dtype.kind in "bf":  # Parquet: values already typed
+        return target_vector(table, name)
+    target_vector(table, name)  # same errors for empty cells
+    return col.astype(str)
+
+
 def decide_task(y, task):
     """``classify`` or ``regress``; ``auto`` looks at the target values."""
     from sklearn.utils.multiclass import type_of_target
 
     numeric = y.dtype.kind in "biuf"
-    kind = type_of_target(y)
+    if y.dtype.kind == "f" and np.all(y == np.round(y)):
+        # integers too large for int64 (type_of_target would cast them)
+        kind = "binary" if len(np.unique(y)) <= 2 else "multiclass"
+    else:
+        kind = type_of_target(y)
     if task == "auto":
         few = kind == "multiclass" and len(np.unique(y)) <= _MAX_CLASSES_AUTO
         task = "classify" if (not numeric or kind == "binary" or few) else "regress"
@@ -198,6 +292,10 @@ def load_digits_table():
     return digits.data / 16.0, digits.target, names, "digit"
 
 
+# what a model trained on the digits expects of its input columns
+DIGITS_INPUT = "pixel intensities 0-16 divided by 16 (values in [0, 1]), as load_digits().data / 16"
+
+
 # ----------------------------------------------------------------------------
 # training helpers
 
@@ -207,78 +305,114 @@ def fold_scaling(est, x_mean, x_scale, y_mean=None, y_scale=None):
 
     After ``est`` was fitted on ``(X - x_mean) / x_scale`` (and
     ``(y - y_mean) / y_scale``), it predicts from raw ``X`` in raw units.
+    Raises ValueError, leaving ``est`` unchanged, when the folded weights
+    cannot be held in the weights' dtype: a weight that overflows, or one
+    that underflows to zero or loses precision (a feature silently dropped).
     """
     dtype = est.coefs_[0].dtype
-    w0 = est.coefs_[0].astype(np.float64)
-    est.intercepts_[0] = (est.intercepts_[0] - (x_mean / x_scale) @ w0).astype(dtype)
-    est.coefs_[0] = (w0 / x_scale[:, None]).astype(dtype)
+    coefs = [w.astype(np.float64) for w in est.coefs_]
+    intercepts = [b.astype(np.float64) for b in est.intercepts_]
+    folded_w = coefs[0] / x_scale[:, None]
+    intercepts[0] = intercepts[0] - (x_mean / x_scale) @ coefs[0]  # the ratio never overflows
+    old_w, coefs[0] = coefs[0], folded_w
     if y_mean is not None:
-        est.coefs_[-1] = (est.coefs_[-1].astype(np.float64) * y_scale).astype(dtype)
-        est.intercepts_[-1] = (est.intercepts_[-1] * y_scale + y_mean).astype(dtype)
+        old_w = [old_w, coefs[-1]]
+        coefs[-1] = coefs[-1] * y_scale
+        intercepts[-1] = intercepts[-1] * y_scale + y_mean
+    else:
+        old_w = [old_w]
+    tiny, big = np.finfo(dtype).tiny, np.finfo(dtype).max
+    for w in coefs + intercepts:
+        if not np.all(np.abs(w) <= big):
+            raise ValueError(
+                f"folding the standardisation into the {dtype} weights overflows; use --dtype "
+                "float64, or --no-scale with features and targets of moderate size"
+            )
+    hint = "use --dtype float64" if dtype != np.float64 else "rescale it before training"
+    for i, (old, new) in enumerate(zip(old_w, (coefs[0], coefs[-1]))):
+        # a feature is lost when all its weights round to zero (or to
+        # subnormals, which keep almost no precision)
+        rows = (old, new) if i == 0 else (old.reshape(1, -1), new.reshape(1, -1))
+        lost = (np.abs(rows[1]).max(axis=1) < tiny) & (np.abs(rows[0]).max(axis=1) > 0)
+        if lost.any():
+            what = f"feature {int(np.flatnonzero(lost)[0])}" if i == 0 else "the target"
+            raise ValueError(
+                f"the standardisation of {what} cannot be folded into {dtype} weights "
+                f"(they would round to zero); {hint}"
+            )
+    est.coefs_[:] = [w.astype(dtype) for w in coefs]
+    est.intercepts_[:] = [b.astype(dtype) for b in intercepts]
 
 
 def _standardize(a):
-    mean = a.mean(axis=0)
-    scale = a.std(axis=0)
-    scale[scale == 0] = 1.0
-    return (a - mean) / scale, mean, scale
+    """``(a - mean) / scale`` per column, and the mean and scale.
+
+    Each column is divided first by a power of two near its largest
+    magnitude (an exact division), so that a column of 1e300s (whose sum and
+    variance overflow) or of 1e-300s (whose variance underflows) is scaled
+    properly instead of becoming zeros. Constant columns get scale 1 (they
+    become 0, as with StandardScaler).
+    """
+    _, exponent = np.frexp(np.abs(a).max(axis=0))
+    unit = np.ldexp(1.0, exponent - 1)  # every |a / unit| < 2; a column of zeros gets 0.5
+    b = a / unit
+    mean = b.mean(axis=0)
+    scale = b.std(axis=0)
+    # constant up to the rounding of the mean (StandardScaler's test): a
+    # column of 0.1s must not become +-1s
+    n, eps = len(a), np.finfo(np.float64).eps
+    constant = scale**2 <= n * eps * scale**2 + (n * mean * eps) ** 2
+    scale[constant] = 1.0 / unit[constant]  # after "* unit": 1
+    z = (b - mean) / scale
+    z[:, constant] = 0.0
+    return z, mean * unit, scale * unit
 
 
-def _fmt_seconds(s):
-    if s < 60:
-        return f"{s:.0f}s" if s >= 9.5 else f"{s:.1f}s"
-    return f"{int(s // 60)}m{int(s % 60):02d}s"
+def _check_dtype_range(X, names, dtype):
+    """Refuse features that ``dtype`` cannot hold (float32: beyond 3.4e38, or all below 1.2e-38)."""
+    if dtype != "float32":
+        return
+    info = np.finfo(np.float32)
+    peak = np.abs(X).max(axis=0) if len(X) else np.zeros(X.shape[1])
+    bad = np.flatnonzero((peak > info.max) | ((peak > 0) & (peak < info.tiny)))
+    if bad.size:
+        j = int(bad[0])
+        raise CLIError(
+            f"column {names[j]!r} has values of magnitude {peak[j]:.3g}, which float32 cannot hold; "
+            f"use --dtype float64"
+        )
 
 
 class ProgressBar:
-    """Per-epoch callback: one redrawn line on a terminal, a line every few epochs otherwise."""
+    """The per-epoch callback of ``blasprop train``.
 
-    def __init__(self, stream=None, every=10, width=24, min_interval=0.05):
+    It feeds the library's own display (``_progress.EpochReporter``, which
+    ``verbose=True`` uses), so there is one progress bar: redrawn in place on
+    a terminal, fitted to its width; a line every ``every`` epochs otherwise.
+    """
+
+    def __init__(self, stream=None, every=10, min_interval=0.05):
         self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.every, self.width, self.min_interval = every, width, min_interval
-        self.last, self.shown, self._drawn_at, self._len = None, None, None, 0
-
-    def _text(self, info, final=False):
-        epoch, total, elapsed = info["epoch"], info["max_iter"], info["elapsed"]
-        text = f"epoch {epoch}/{total}  loss {info['loss']:.4f}"
-        if info.get("validation_score") is not None:
-            text += f"  val {info['validation_score']:.4f}"
-        if final:
-            return text + f"  {_fmt_seconds(elapsed)} elapsed  done"
-        eta = elapsed / max(epoch, 1) * max(total - epoch, 0)
-        return text + f"  {_fmt_seconds(elapsed)} elapsed  ETA {_fmt_seconds(eta)}"
-
-    def _draw(self, info, final=False):
-        done = int(self.width * min(info["epoch"] / max(info["max_iter"], 1), 1))
-        if final:
-            done = self.width
-        line = f"[{'#' * done}{'.' * (self.width - done)}] {self._text(info, final)}"
-        self.stream.write("\r" + line + " " * max(self._len - len(line), 0))
-        self._len = len(line)
-        self._drawn_at = info["elapsed"]
+        self.every, self.min_interval = every, min_interval
+        self.reporter = None
 
     def __call__(self, estimator, info):
-        self.last = info
-        if self.tty:
-            if self._drawn_at is None or info["elapsed"] - self._drawn_at >= self.min_interval:
-                self._draw(info)
-                self.stream.flush()
-        elif info["epoch"] == 1 or info["epoch"] % self.every == 0:
-            self.stream.write(self._text(info) + "\n")
-            self.shown = info["epoch"]
-            self.stream.flush()
+        if self.reporter is None:
+            from ._progress import EpochReporter
+
+            self.reporter = EpochReporter(
+                info["max_iter"], self.stream, every=self.every, min_interval=self.min_interval
+            )
+        self.reporter.epoch(info["epoch"], info["loss"], info.get("validation_score"), info["elapsed"])
         return None  # never asks to stop
 
-    def close(self):
-        if self.last is None:
-            return
-        if self.tty:
-            self._draw(self.last, final=True)
-            self.stream.write("\n")
-        elif self.shown != self.last["epoch"]:
-            self.stream.write(self._text(self.last, final=True) + "\n")
-        self.stream.flush()
+    def close(self, done=True):
+        """Show the final state; ``done=False`` (interrupted) only ends the line."""
+        if self.reporter is not None:
+            if done:
+                self.reporter.close()
+            else:
+                self.reporter.end_line()
 
 
 def _split(X, y, test_size, random_state, stratify):
@@ -316,17 +450,93 @@ def _parse_ints(text, option):
 # commands
 
 
+def _threads(n):
+    """A context that limits blasprop and BLAS to ``n`` threads (None: no limit)."""
+    if n is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=n)
+
+
+def _interrupted_path(out):
+    """Where an interrupted run's model goes: never the --out file itself."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.interrupted{out.suffix}")
+
+
+@contextlib.contextmanager
+def _noting_sigint(seen):
+    """Ctrl-C raises KeyboardInterrupt as usual, and is recorded in ``seen``.
+
+    fit catches the KeyboardInterrupt and returns the model of the epochs
+    done so far; ``seen`` tells the command that this is what happened.
+    Signal handlers can only be set from the main thread, which is also the
+    only one Python delivers SIGINT to.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _new_estimator(args, classify, n_train=None, early=True):
+    """The estimator the options describe; bad option values fail here, before any training."""
+    from . import MLPClassifier, MLPRegressor
+    from ._activations import hidden_activation_names
+
+    hidden = _parse_ints(args.hidden, "--hidden")
+    activation = args.activation.split(",") if "," in args.activation else args.activation
+    cls = MLPClassifier if classify else MLPRegressor
+    est = cls(
+        hidden_layer_sizes=hidden,
+        activation=activation,
+        solver=args.solver,
+        max_iter=args.epochs,
+        batch_size="auto" if n_train is None else _batch_size(args.batch_size, n_train, early),
+        early_stopping=early,
+        random_state=args.random_state,
+    )
+    try:
+        est._validate_params()
+        hidden_activation_names(est.activation, len(hidden))
+    except (ValueError, TypeError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CLIError(message) from None
+    return est
+
+
+def _check_options(args):
+    if not 0 <= args.test_size < 1:
+        raise CLIError(f"--test-size must be in [0, 1), got {args.test_size}")
+    if args.epochs < 1:
+        raise CLIError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.batch_size < 0:
+        raise CLIError(f"--batch-size must be a positive number of rows, or 0 for 'auto'; got {args.batch_size}")
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads must be at least 1, got {args.threads}")
+    _new_estimator(args, classify=True)
+
+
 def cmd_train(args):
     from sklearn.exceptions import ConvergenceWarning
 
-    from . import MLPClassifier, MLPRegressor
     from ._model_io import save
 
-    if not 0 <= args.test_size < 1:
-        raise CLIError(f"--test-size must be in [0, 1), got {args.test_size}")
+    _check_options(args)  # a bad option fails before the data is read
     if args.data is None:
         X, y, features, target = load_digits_table()
-        source, scale = "scikit-learn digits", False
+        source, scale, table = "scikit-learn digits", False, None
+        expects = DIGITS_INPUT
     else:
         table = read_table(args.data)
         target = args.target or table.names[-1]
@@ -336,8 +546,12 @@ def cmd_train(args):
             raise CLIError(f"{args.data}: no feature columns besides the target {target!r}")
         X, y = numeric_matrix(table, features), target_vector(table, target)
         source, scale = Path(args.data).name, args.scale
+        expects = "raw values (the standardisation is folded into the weights)" if scale else "raw values"
+    _check_dtype_range(X, features, args.dtype)
     task = decide_task(y, args.task)
     classify = task == "classify"
+    if classify and table is not None:
+        y = class_labels(table, target)  # exact labels, never through float
 
     X_train, X_test, y_train, y_test = _split(X, y, args.test_size, args.random_state, classify)
     if len(X_train) < 2:
@@ -345,17 +559,7 @@ def cmd_train(args):
     early = args.early_stopping
     if early is None:  # a 10% validation split is too noisy to stop on for small data
         early = len(X_train) >= _MIN_ROWS_EARLY_STOPPING
-    activation = args.activation.split(",") if "," in args.activation else args.activation
-    cls = MLPClassifier if classify else MLPRegressor
-    est = cls(
-        hidden_layer_sizes=_parse_ints(args.hidden, "--hidden"),
-        activation=activation,
-        solver=args.solver,
-        max_iter=args.epochs,
-        batch_size=_batch_size(args.batch_size, len(X_train), early),
-        early_stopping=early,
-        random_state=args.random_state,
-    )
+    est = _new_estimator(args, classify, len(X_train), early)
     bar = None
     if not args.quiet and "callbacks" in est.get_params():
         bar = ProgressBar()
@@ -368,79 +572,192 @@ def cmd_train(args):
         if not classify:
             y2d, y_mean, y_scale = _standardize(y_train.astype(np.float64).reshape(len(y_train), -1))
             y_fit = y2d.reshape(y_train.shape)
+    score_name = "accuracy" if classify else "R^2"
+    metadata = {  # what info shows and predict needs to pick the columns
+        "data": source,
+        "target": target,
+        "features": list(features),
+        "input": expects,
+        "task": task,
+        "standardized": bool(scale),
+        "n_train": len(X_train),
+        "n_test": len(X_test),
+        "score_name": score_name,
+    }
     n_classes = f", {len(np.unique(y))} classes" if classify else ""
     print(
-        f"training {cls.__name__} on {source}: {len(X_train)} rows for training, "
+        f"training {type(est).__name__} on {source}: {len(X_train)} rows for training, "
         f"{len(X_test)} held out, {X.shape[1]} features{n_classes}; target {target!r}"
     )
     sys.stdout.flush()
+    interrupted = []
     start = time.perf_counter()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _threads(args.threads), _noting_sigint(interrupted):
             warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.filterwarnings("ignore", message="Training interrupted by user")
             est.fit(x_fit, y_fit)
+    except KeyboardInterrupt:
+        interrupted.append(signal.SIGINT)  # raised where fit does not catch it (lbfgs)
     finally:
         if bar is not None:
-            bar.close()
+            bar.close(done=not interrupted)
     seconds = time.perf_counter() - start
     if bar is not None:
         est.set_params(callbacks=None)  # callables cannot be stored in a model file
+    scaling = None
     if scale:
-        if classify or est.out_activation_ != "identity":
-            fold_scaling(est, x_mean, x_scale)
-        else:
-            fold_scaling(est, x_mean, x_scale, y_mean, y_scale)
+        scaling = (x_mean, x_scale) + ((y_mean, y_scale) if not classify else ())
+    if interrupted:
+        return _save_interrupted(est, args, classify, scaling, metadata)
+    if scale:
+        _fold(est, classify, *scaling)
 
     epochs = getattr(est, "n_iter_", 0) or 1
     if est.n_iter_ >= args.epochs and args.solver != "lbfgs":
         print(f"note: stopped at --epochs {args.epochs} before the loss converged")
     elif early:
         print(f"stopped early after {est.n_iter_} epochs (validation score stopped improving)")
-    score_name = "accuracy" if classify else "R^2"
     score = None
     if len(X_test):
-        score = float(est.score(X_test.astype(args.dtype), y_test))
+        with _threads(args.threads):
+            score = _held_out_score(est, X_test.astype(args.dtype), y_test, classify)
         print(f"held-out {score_name}: {score:.4f} on {len(X_test)} rows")
     print(f"time: {seconds:.2f} s, {1000 * seconds / epochs:.1f} ms per epoch ({est.n_iter_} epochs)")
-    metadata = {
-        "cli": {
-            "data": source,
-            "target": target,
-            "features": list(features),
-            "task": task,
-            "standardized": bool(scale),
-            "n_train": len(X_train),
-            "n_test": len(X_test),
-            "score_name": score_name,
-            "test_score": score,
-            "fit_seconds": round(seconds, 4),
-            "seconds_per_epoch": round(seconds / epochs, 6),
-        }
-    }
-    save(est, args.out, metadata=metadata)
+    metadata.update(
+        test_score=score, fit_seconds=round(seconds, 4), seconds_per_epoch=round(seconds / epochs, 6)
+    )
+    save(est, args.out, metadata={"cli": metadata})
     print(f"model saved to {args.out}")
     return 0
 
 
-def _model_features(est, header):
+def _held_out_score(est, X, y, classify):
+    """Accuracy, or R^2 computed on y divided by a power of two (R^2 does not
+    change) so that targets near 1e300 do not overflow its sums of squares."""
+    if classify:
+        return float(est.score(X, y))
+    from sklearn.metrics import r2_score
+
+    _, exponent = np.frexp(np.abs(y).max())
+    unit = np.ldexp(1.0, int(exponent) - 1)
+    return float(r2_score(y / unit, est.predict(X) / unit))
+
+
+def _fold(est, classify, x_mean, x_scale, y_mean=None, y_scale=None):
+    try:
+        if classify or est.out_activation_ != "identity":
+            fold_scaling(est, x_mean, x_scale)
+        else:
+            fold_scaling(est, x_mean, x_scale, y_mean, y_scale)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _save_interrupted(est, args, classify, scaling, metadata):
+    """After Ctrl-C: keep what was trained under its own name, exit 130."""
+    from ._model_io import save
+
+    n_iter = getattr(est, "n_iter_", 0)
+    kept = ""
+    if n_iter and hasattr(est, "coefs_"):
+        try:
+            if scaling:
+                _fold(est, classify, *scaling)
+        except CLIError as exc:
+            kept = f"; the model of the {n_iter} epochs done was not kept ({exc})"
+        else:
+            path = _interrupted_path(args.out)
+            metadata.update(interrupted_after_epochs=n_iter, test_score=None)
+            save(est, path, metadata={"cli": metadata})
+            kept = f"; the model of the {n_iter} epochs done was saved to {path}"
+    print(f"blasprop: interrupted; {args.out} was not written{kept}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+# The fields of the "cli" metadata `blasprop train` writes, and their JSON
+# types; all optional (older files lack some), none may have another type.
+_CLI_FIELDS = {
+    "data": str,
+    "target": (str, int),
+    "features": list,
+    "input": str,
+    "task": str,
+    "standardized": bool,
+    "n_train": int,
+    "n_test": int,
+    "score_name": str,
+    "test_score": float,
+    "fit_seconds": float,
+    "seconds_per_epoch": float,
+    "interrupted_after_epochs": int,
+}
+
+
+def _cli_metadata(est, header, path):
+    """The "cli" metadata of a model file, checked; None when there is none."""
+    def bad(what):
+        return CLIError(f"{path}: malformed metadata: {what}")
+
+    version = header.get("blasprop_version")
+    if version is not None and not isinstance(version, str):
+        raise bad(f"blasprop_version is {type(version).__name__}, not a string")
+    metadata = header.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("cli") is None:
+        return None  # saved from Python, with or without metadata of its own
+    cli = metadata["cli"]
+    if not isinstance(cli, dict):
+        raise bad(f"'cli' is {type(cli).__name__}, not an object")
+    for key, kind in _CLI_FIELDS.items():
+        value = cli.get(key)
+        if value is None:
+            continue
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        elif kind is bool:
+            ok = isinstance(value, bool)
+        else:
+            ok = isinstance(value, kind) and not isinstance(value, bool)
+        if ok and kind is int:
+            ok = value >= 0
+        if not ok:
+            raise bad(f"cli.{key} is {str(json.dumps(value))[:40]}, not {_KIND_NAMES[kind]}")
+    features = cli.get("features")
+    if features is not None:
+        if not all(isinstance(n, str) for n in features):
+            raise bad("cli.features holds a value that is not a string")
+        if len(features) != est.n_features_in_:
+            raise bad(f"cli.features names {len(features)} columns, the model has {est.n_features_in_} inputs")
+        if len(set(features)) != len(features):
+            raise bad("cli.features names a column twice")
+    return cli
+
+
+_KIND_NAMES = {str: "a string", (str, int): "a string", list: "a list", bool: "true or false",
+               int: "a count", float: "a finite number"}
+
+
+def _model_features(est, cli):
     names = getattr(est, "feature_names_in_", None)
     if names is not None:
         return [str(n) for n in names]
-    cli = (header.get("metadata") or {}).get("cli") if isinstance(header.get("metadata"), dict) else None
-    if isinstance(cli, dict) and isinstance(cli.get("features"), list):
-        return [str(n) for n in cli["features"]]
+    if cli is not None and cli.get("features") is not None:
+        return cli["features"]
     return None
 
 
 def cmd_predict(args):
     from ._model_io import load_with_info
 
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads must be at least 1, got {args.threads}")
     est, header = load_with_info(args.model)
+    cli = _cli_metadata(est, header, args.model)
     table = read_table(args.data)
-    names = _model_features(est, header)
+    names = _model_features(est, cli)
     n_features = est.n_features_in_
     if names is not None and len(names) == n_features:
-        missing = [n for n in names if n not in table.names]
+        missing = [n for n in names if n not in table]
         if missing:
             shown = ", ".join(repr(n) for n in missing[:8]) + (", ..." if len(missing) > 8 else "")
             raise CLIError(f"{args.data}: missing column(s) the model was trained on: {shown}")
@@ -453,7 +770,7 @@ def cmd_predict(args):
             )
         X = numeric_matrix(table, table.names)
     is_classifier = hasattr(est, "classes_")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _threads(args.threads):
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         if args.proba:
             if not is_classifier:
@@ -463,10 +780,9 @@ def cmd_predict(args):
             columns = [f"proba_{c}" for c in (range(values.shape[1]) if multilabel else est.classes_)]
         else:
             values = est.predict(X)
-            cli = (header.get("metadata") or {}).get("cli", {}) if isinstance(header.get("metadata"), dict) else {}
-            target = cli.get("target") if isinstance(cli, dict) else None
+            target = cli.get("target") if cli is not None else None
             if values.ndim == 1:
-                columns = [str(target) if target else "prediction"]
+                columns = [str(target) if target is not None else "prediction"]
             else:
                 columns = [f"prediction_{j}" for j in range(values.shape[1])]
     values = values.reshape(len(X), -1)
@@ -483,10 +799,18 @@ def cmd_predict(args):
     return 0
 
 
+def _shorten(names, first=10):
+    names = list(map(str, names))
+    if len(names) <= first + 1:
+        return ", ".join(names)
+    return f"{', '.join(names[:first])}, ..., {names[-1]}"
+
+
 def cmd_info(args):
     from ._model_io import load_with_info
 
     est, header = load_with_info(args.model)
+    cli = _cli_metadata(est, header, args.model)
     params = est.get_params()
     sizes = [est.n_features_in_] + [w.shape[1] for w in est.coefs_]
     acts = params["activation"]
@@ -508,18 +832,26 @@ def cmd_info(args):
         classes = [str(c) for c in est.classes_]
         shown = " ".join(classes[:20]) + (" ..." if len(classes) > 20 else "")
         lines.append(f"classes ({len(classes)}): {shown}")
-    names = getattr(est, "feature_names_in_", None)
+    names = _model_features(est, cli)
     if names is not None:
-        lines.append(f"features: {', '.join(map(str, names[:10]))}{', ...' if len(names) > 10 else ''}")
+        lines.append(f"input columns ({len(names)}, picked by name): {_shorten(names)}")
+    else:
+        lines.append(f"input columns: {est.n_features_in_}, unnamed (the data needs exactly these, in order)")
+    if cli is not None and cli.get("input") is not None:
+        lines.append(f"input values: {cli['input']}")
+    elif cli is not None and cli.get("standardized") is not None:
+        lines.append("input values: raw values" + (
+            " (the standardisation is folded into the weights)" if cli["standardized"] else ""))
     training = [f"{getattr(est, 'n_iter_', '?')} epochs"]
     if getattr(est, "loss_", None) is not None:
         training.append(f"final loss {est.loss_:.6g}")
     if getattr(est, "best_validation_score_", None) is not None:
         training.append(f"best validation score {est.best_validation_score_:.4f}")
     lines.append("training: " + ", ".join(training))
-    cli = (header.get("metadata") or {}).get("cli") if isinstance(header.get("metadata"), dict) else None
-    if isinstance(cli, dict):
+    if cli is not None:
         parts = [f"trained on {cli.get('data')} (target {cli.get('target')!r}, {cli.get('n_train')} rows)"]
+        if cli.get("interrupted_after_epochs") is not None:
+            parts.append(f"interrupted after {cli['interrupted_after_epochs']} epochs")
         if cli.get("test_score") is not None:
             parts.append(f"held-out {cli.get('score_name')} {cli['test_score']:.4f}")
         if cli.get("seconds_per_epoch") is not None:
@@ -555,7 +887,8 @@ def build_parser():
     p.add_argument("--activation", default="relu", metavar="NAME",
                    help="hidden activation: relu (default), identity, logistic, tanh, leaky_relu, "
                         "elu, gelu, silu, softplus; or one per hidden layer: relu,tanh")
-    p.add_argument("--solver", default="adam", metavar="NAME", help="adam, sgd or lbfgs (default: adam)")
+    p.add_argument("--solver", default="adam", metavar="NAME",
+                   help="adam (default), adamw (adam with decoupled weight decay), sgd or lbfgs")
     p.add_argument("--epochs", type=int, default=200, metavar="N", help="maximum epochs (default: 200)")
     p.add_argument("--batch-size", type=int, default=64, metavar="B", help="minibatch size, 0 for 'auto' (default: 64)")
     p.add_argument("--test-size", type=float, default=0.2, metavar="FRACTION", help="held-out fraction (default: 0.2)")
@@ -570,6 +903,8 @@ def build_parser():
                    help="do not standardise features (and regression targets); by default they are "
                         "standardised and the scaling is folded into the saved weights")
     p.add_argument("--out", default="model.bpm", metavar="FILE", help="model file to write (default: model.bpm)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="threads blasprop and BLAS may use (default: what BLAS is set to use)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -578,6 +913,8 @@ def build_parser():
     p.add_argument("data", help="CSV with a header row, or Parquet")
     p.add_argument("--out", metavar="FILE", help="CSV file to write (default: standard output)")
     p.add_argument("--proba", action="store_true", help="class probabilities instead of labels")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="threads blasprop and BLAS may use (default: what BLAS is set to use)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("info", help="describe a model file")
@@ -607,4 +944,4 @@ def main(argv=None):
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("blasprop: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
