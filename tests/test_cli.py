@@ -167,7 +167,9 @@ def _write_inputs(d):
     import pickle
 
     (d / "model.pkl").write_bytes(pickle.dumps(named))
-    blasprop.save(nonames, d / "bad_meta.bpm", metadata={"cli": {"features": ["a", "b", 3]}})
+    # save refuses such metadata, so the file is edited after saving
+    blasprop.save(nonames, d / "bad_meta.bpm", metadata={"cli": {"features": ["a", "b", "c"]}})
+    _rewrite_header(d / "bad_meta.bpm", _set_cli("features", ["a", "b", 3]))
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,6 @@ import stat
 import struct
 import zlib
 from numbers import Integral, Real
-from pathlib import Path
 
 import numpy as np
 
@@ -111,6 +110,7 @@ _CLI_FIELDS = {
     "data": ("str", False),
     "target": ("str", True),
     "features": ("str-list", False),
+    "input": ("str", False),
     "task": ("str", False),
     "standardized": ("bool", False),
     "n_train": ("int", False),
@@ -119,6 +119,7 @@ _CLI_FIELDS = {
     "test_score": ("number", True),
     "fit_seconds": ("number", True),
     "seconds_per_epoch": ("number", True),
+    "interrupted_after_epochs": ("int", False),
 }
 
 
@@ -973,7 +974,7 @@ def _check_metadata(metadata):
         return
     cli = metadata["cli"]
     if not isinstance(cli, dict):
-        raise ValueError('metadata "cli" must be an object')
+        raise ValueError('malformed metadata: "cli" must be an object')
     for key, (kind, nullable) in _CLI_FIELDS.items():
         if key not in cli or (cli[key] is None and nullable):
             continue
@@ -987,11 +988,12 @@ def _check_metadata(metadata):
         elif kind == "int":
             ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
         else:
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         if not ok:
             expected = {"str": "a string", "str-list": "a list of strings", "bool": "true or false",
-                        "int": "a non-negative integer", "number": "a number"}[kind]
-            raise ValueError(f'metadata "cli" field {key!r} must be {expected}' + (" or null" if nullable else ""))
+                        "int": "a non-negative integer", "number": "a finite number"}[kind]
+            raise ValueError(f'malformed metadata: "cli" field {key!r} must be {expected}'
+                             + (" or null" if nullable else ""))
 
 
 def _interpret(header, table, json_len):
@@ -1024,6 +1026,9 @@ def _interpret(header, table, json_len):
     if dtype_name not in ("float32", "float64"):
         raise ValueError(f"dtype {dtype_name!r:.40} is not float32 or float64")
     weight_dtype = "<f4" if dtype_name == "float32" else "<f8"
+    version = header.get("blasprop_version")
+    if version is not None and not isinstance(version, str):
+        raise ValueError("malformed metadata: blasprop_version must be a string")
     _check_metadata(header.get("metadata"))
 
     attrs = header.get("attributes")

@@ -14,8 +14,6 @@ import argparse
 import contextlib
 import csv
 import io
-import json
-import math
 import os
 import re
 import signal
@@ -675,66 +673,25 @@ def _save_interrupted(est, args, classify, scaling, metadata):
     return EXIT_INTERRUPTED
 
 
-# The fields of the "cli" metadata `blasprop train` writes, and their JSON
-# types; all optional (older files lack some), none may have another type.
-_CLI_FIELDS = {
-    "data": str,
-    "target": (str, int),
-    "features": list,
-    "input": str,
-    "task": str,
-    "standardized": bool,
-    "n_train": int,
-    "n_test": int,
-    "score_name": str,
-    "test_score": float,
-    "fit_seconds": float,
-    "seconds_per_epoch": float,
-    "interrupted_after_epochs": int,
-}
-
-
 def _cli_metadata(est, header, path):
-    """The "cli" metadata of a model file, checked; None when there is none."""
+    """The "cli" metadata of a model file; None when there is none.
+
+    ``load`` has checked the type of every field (``_model_io._CLI_FIELDS``);
+    what is checked here is how the fields fit the loaded model."""
     def bad(what):
         return CLIError(f"{path}: malformed metadata: {what}")
 
-    version = header.get("blasprop_version")
-    if version is not None and not isinstance(version, str):
-        raise bad(f"blasprop_version is {type(version).__name__}, not a string")
     metadata = header.get("metadata")
     if not isinstance(metadata, dict) or metadata.get("cli") is None:
         return None  # saved from Python, with or without metadata of its own
     cli = metadata["cli"]
-    if not isinstance(cli, dict):
-        raise bad(f"'cli' is {type(cli).__name__}, not an object")
-    for key, kind in _CLI_FIELDS.items():
-        value = cli.get(key)
-        if value is None:
-            continue
-        if kind is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        elif kind is bool:
-            ok = isinstance(value, bool)
-        else:
-            ok = isinstance(value, kind) and not isinstance(value, bool)
-        if ok and kind is int:
-            ok = value >= 0
-        if not ok:
-            raise bad(f"cli.{key} is {str(json.dumps(value))[:40]}, not {_KIND_NAMES[kind]}")
     features = cli.get("features")
     if features is not None:
-        if not all(isinstance(n, str) for n in features):
-            raise bad("cli.features holds a value that is not a string")
         if len(features) != est.n_features_in_:
             raise bad(f"cli.features names {len(features)} columns, the model has {est.n_features_in_} inputs")
         if len(set(features)) != len(features):
             raise bad("cli.features names a column twice")
     return cli
-
-
-_KIND_NAMES = {str: "a string", (str, int): "a string", list: "a list", bool: "true or false",
-               int: "a count", float: "a finite number"}
 
 
 def _model_features(est, cli):
