@@ -397,6 +397,8 @@ def check_sparse(X):
 
     scipy checks none of it once a matrix exists (its attributes can be
     replaced or edited in place), and neither do its format converters."""
+    if len(X.shape) != 2:
+        return      # not a matrix: the input validation says so in its words
     fmt = X.format
     n_rows, n_cols = X.shape
     if fmt in ("csr", "csc"):
