@@ -326,6 +326,11 @@ class _Model:
         return self.units[-1]
 
 
+def _frozen(value):
+    """A list's items as they are now (a tuple); anything else as it is."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 def _same_objects(a, b):
     """Whether two reads of the fitted attributes found the same objects."""
     if isinstance(a, (tuple, list)):
@@ -875,7 +880,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
     def _model_attributes(self):
         """The fitted attributes a prediction reads, as they are now (lists
         copied: the caller's view must not change with them)."""
-        return (tuple(self.coefs_), tuple(self.intercepts_), self.out_activation_,
+        return (_frozen(self.coefs_), _frozen(self.intercepts_), self.out_activation_,
                 self.activation, getattr(self, "_label_binarizer", None),
                 getattr(self, "n_outputs_", None))
 
