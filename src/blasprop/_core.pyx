@@ -71,11 +71,10 @@ MAX_LOSS = 5
 cdef Py_ssize_t LD_MAX = BLAS_INT_MAX
 
 
-def _check_sizes(units, cap):
-    """OverflowError when a buffer of the layout would have more bytes than
-    Py_ssize_t counts (Python integers here: numpy's would wrap)."""
-    u = [int(x) for x in units]
-    cap = int(cap)
+def _check_sizes(u, cap):
+    """OverflowError when a buffer of a layout of widths ``u`` (a list) over
+    ``cap`` rows would have more bytes than Py_ssize_t counts (Python integers
+    here: numpy's would wrap)."""
     n_params = sum(a * b for a, b in zip(u, u[1:])) + sum(u[1:])
     largest = max(n_params, cap * sum(u[1:]), cap * max(u))
     if largest * 8 > sys.maxsize:
@@ -138,15 +137,19 @@ cdef class Layout:
         cdef Py_ssize_t L = units.shape[0] - 1, l
         if L < 1 or cap < 1:
             raise ValueError("a network needs at least one layer and one row")
-        if np.any(units < 1):
-            raise ValueError(f"every layer needs at least one unit, got {units.tolist()}")
+        # checked as Python integers: a layout is built per predict call, and
+        # numpy's reductions on a few numbers cost more than the rest of it
+        widths = units.tolist()
+        if min(widths) < 1:
+            raise ValueError(f"every layer needs at least one unit, got {widths}")
         # every BLAS dimension (rows, fan-in, fan-out, leading dimensions) is
         # one of these: refuse what blas_int cannot hold, before any buffer
         # of that size exists
-        check_blas_int(cap, "rows per chunk")
-        for l in range(L + 1):
-            check_blas_int(units[l], f"layer {l}'s width")
-        _check_sizes(units, cap)
+        if cap > BLAS_INT_MAX or max(widths) > BLAS_INT_MAX:
+            check_blas_int(cap, "rows per chunk")
+            for l in range(L + 1):
+                check_blas_int(widths[l], f"layer {l}'s width")
+        _check_sizes(widths, cap)
         if not 0 <= loss <= MAX_LOSS:
             raise ValueError(f"unknown loss code {loss}")
         fan_out = units[1:]
@@ -159,8 +162,9 @@ cdef class Layout:
         self.act = np.array(activations, dtype=np.intc).reshape(-1)
         if self.act.shape[0] != L:
             raise ValueError("one activation per layer is needed")
-        if np.any(self.act < 0) or np.any(self.act > MAX_ACTIVATION):
-            raise ValueError(f"unknown activation code in {self.act.tolist()}")
+        codes = self.act.tolist()
+        if min(codes) < 0 or max(codes) > MAX_ACTIVATION:
+            raise ValueError(f"unknown activation code in {codes}")
         self.act_off = (cap * np.concatenate(
             [[0], np.cumsum(fan_out)[:L - 1]])).astype(np.intp)
         z_off = np.full(L, -1, dtype=np.intp)
