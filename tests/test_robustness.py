@@ -1162,3 +1162,24 @@ def test_fitted_attributes_broken_by_hand(case, kind, method, sparse):
     args = (X, y) if method == "score" else (X,)
     with pytest.raises(ValueError, match="fitted attributes are inconsistent"):
         getattr(est, method)(*args)
+
+
+@pytest.mark.parametrize("how", ["partial_fit-classifier", "partial_fit-regressor",
+                                 "warm_start-regressor"])
+@pytest.mark.parametrize("case", list(BROKEN_ATTRIBUTES))
+def test_training_on_from_attributes_broken_by_hand(case, how):
+    """partial_fit and warm_start continue from the fitted attributes: they
+    are checked as a predict checks them, and the parameter vector is never
+    built from arrays that do not fill it."""
+    kind = "MLPClassifier" if how.endswith("classifier") else "MLPRegressor"
+    y = YC if kind == "MLPClassifier" else YR
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = getattr(BP, kind)(hidden_layer_sizes=(4, 3), max_iter=5, solver="sgd",
+                                random_state=0, warm_start=how.startswith("warm")).fit(X0, y)
+        BROKEN_ATTRIBUTES[case](est)
+        with pytest.raises(ValueError, match="inconsistent|same network shape"):
+            if how.startswith("warm"):
+                est.fit(X0, y)
+            else:
+                est.partial_fit(X0, y)

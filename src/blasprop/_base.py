@@ -258,6 +258,16 @@ class _Network:
 
     def pack(self, coefs, intercepts, dtype):
         """Parameters as one vector, laid out like scikit-learn's ``_pack``."""
+        u = self.units
+        if len(coefs) != len(u) - 1 or len(intercepts) != len(u) - 1 or any(
+            np.shape(c) != (u[i], u[i + 1]) or np.shape(b) != (u[i + 1],)
+            for i, (c, b) in enumerate(zip(coefs, intercepts))
+        ):
+            # every slot of the vector must be written: it starts uninitialised
+            raise _inconsistent(
+                f"coefs_ {[np.shape(c) for c in coefs]} and intercepts_ "
+                f"{[np.shape(b) for b in intercepts]} do not make the network {u}"
+            )
         flat = np.empty(self.layout.n_params, dtype=dtype)
         for c, off in zip(coefs, self.layout.coef_off):
             flat[off : off + c.size] = c.ravel()
@@ -580,12 +590,17 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         rng = check_random_state(self.random_state)
         if first_pass:
             self._initialize(rng, Y, layer_units, dtype)
-        elif [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_] != layer_units:
-            raise ValueError(
-                "warm_start and partial_fit need the same network shape as the "
-                f"previous fit: got layers {layer_units}, the fitted model has "
-                f"{[self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]}."
-            )
+        else:
+            # the attributes training continues from, checked as a predict
+            # checks them (they may have been set by hand)
+            fitted = _checked_model(_frozen(self.coefs_), _frozen(self.intercepts_),
+                                    self.out_activation_, self.activation, None).units
+            if fitted != layer_units:
+                raise ValueError(
+                    "warm_start and partial_fit need the same network shape as the "
+                    f"previous fit: got layers {layer_units}, the fitted model has "
+                    f"{fitted}."
+                )
         Y_split = Y  # labels as scikit-learn stratifies them (bool for classifiers)
         Y = np.ascontiguousarray(Y, dtype=dtype)
         sw = (
