@@ -22,6 +22,15 @@ matrix product goes through ``_blas.gemm``; the elementwise work is in
 released for the whole of it. Nothing inside the ``nogil`` blocks raises: a
 pending signal sets a flag, the loop stops at the next batch boundary, and the
 exception is raised after the GIL is taken back.
+
+The kernels trust every size they are given, so each entry point checks them
+all first, with the GIL held: X's width against the layout, the targets,
+weights, parameter and state vectors, the rows it is told to visit, the output
+and the workspace's buffers (a workspace built for another layout is
+refused); ``Input`` checks a sparse X's structure. A model changed by another
+thread, or bad arguments, end in a ValueError, never in a read or write out of
+bounds. Dimensions that reach BLAS are checked against its integer type when
+the layout is built.
 """
 import numpy as np
 
