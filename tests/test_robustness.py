@@ -971,3 +971,215 @@ def test_model_still_usable_after_divergence():
     sk = sk_nn.MLPRegressor(learning_rate_init=1e-3, **kw).fit(Xs, ys)
     for a, b in zip(est.coefs_, sk.coefs_):
         assert_allclose(a, b, **SK_TOL)
+
+
+# --------------------------------------------------------------------------
+# malformed sparse matrices: scipy checks nothing once a matrix exists (its
+# attributes can be replaced or edited in place) and neither do its format
+# converters; blasprop checks indptr and the indices in O(nnz) before any
+# kernel (or converter) reads them
+# --------------------------------------------------------------------------
+
+MALFORMED = ("index-out-of-range", "index-far-out-of-range", "negative-index",
+             "indptr-decreasing", "indptr0-nonzero", "indptr-too-short",
+             "indptr-end-beyond-nnz")
+
+
+def _malformed(fmt, case, index_dtype, dtype):
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((40, 5)).astype(dtype)
+    X[np.abs(X) < 0.6] = 0.0
+    M = (sp.csr_matrix if fmt == "csr" else sp.csc_matrix)(X)
+    M.indices = M.indices.astype(index_dtype)
+    M.indptr = M.indptr.astype(index_dtype)
+    n_minor = X.shape[1] if fmt == "csr" else X.shape[0]
+    ind, ptr = M.indices, M.indptr
+    if case == "index-out-of-range":
+        ind[len(ind) // 2] = n_minor
+    elif case == "index-far-out-of-range":
+        ind[-1] = 10**6
+    elif case == "negative-index":
+        ind[3] = -1
+    elif case == "indptr-decreasing":
+        ptr[2] = ptr[3] + 1
+    elif case == "indptr0-nonzero":
+        ptr[0] = 1
+    elif case == "indptr-too-short":
+        M.indptr = ptr[:-1]
+    elif case == "indptr-end-beyond-nnz":
+        ptr[-1] = len(ind) + 3
+    return M
+
+
+@pytest.fixture(scope="module")
+def fitted_on_valid():
+    """(kind, dtype) -> an estimator fitted on valid data of that dtype."""
+    fitted = {}
+    for kind, y in (("MLPClassifier", YC), ("MLPRegressor", YR)):
+        for dtype in (np.float64, np.float32):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                fitted[kind, dtype] = getattr(BP, kind)(**SMALL).fit(X0.astype(dtype), y)
+    return fitted
+
+
+SPARSE_METHODS = ("fit", "partial_fit", "predict", "predict_proba", "score",
+                  "check_gradients")
+
+
+def _call_on_malformed(method, M, dtype, fitted):
+    kind = "MLPRegressor" if method == "score" else "MLPClassifier"
+    y = YC if kind == "MLPClassifier" else YR
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if method == "fit":
+            return MLPClassifier(**SMALL).fit(M, y)
+        if method == "partial_fit":
+            return MLPClassifier(solver="sgd", **SMALL).partial_fit(M, y, classes=[0, 1])
+        est = fitted[kind, dtype]
+        if method == "check_gradients":
+            return check_gradients(est, M, y)
+        if method == "score":
+            return est.score(M, y)
+        return getattr(est, method)(M)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("case", MALFORMED)
+@pytest.mark.parametrize("method", SPARSE_METHODS)
+def test_malformed_sparse_raises_value_error(method, case, fmt, index_dtype, dtype,
+                                             fitted_on_valid):
+    M = _malformed(fmt, case, index_dtype, dtype)
+    with pytest.raises(ValueError, match=f"malformed {fmt.upper()} matrix"):
+        _call_on_malformed(method, M, dtype, fitted_on_valid)
+
+
+@pytest.mark.parametrize("method", SPARSE_METHODS)
+def test_well_formed_sparse_still_accepted(method, fitted_on_valid):
+    """The same matrices untouched (the control of the test above)."""
+    for fmt in ("csr", "csc"):
+        M = _malformed(fmt, None, np.int64, np.float64)
+        _call_on_malformed(method, M, np.float64, fitted_on_valid)
+
+
+def _coo_or_bsr(case):
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((40, 6))
+    X[np.abs(X) < 0.6] = 0.0
+    if case.startswith("coo"):
+        M = sp.coo_matrix(X)
+        if case == "coo-row-out-of-range":
+            M.row[4] = 40
+        elif case == "coo-negative-column":
+            M.col[0] = -2
+        else:  # more row indices than values
+            M.row = np.r_[M.row, 0]
+        return M
+    M = sp.bsr_matrix(X, blocksize=(2, 2))
+    if case == "bsr-block-column-out-of-range":
+        M.indices[1] = 3  # 6 columns are 3 block columns: 0 to 2
+    else:
+        M.indptr[1] = M.indptr[2] + 1
+    return M
+
+
+@pytest.mark.parametrize("case", ["coo-row-out-of-range", "coo-negative-column",
+                                  "coo-rows-longer-than-data",
+                                  "bsr-block-column-out-of-range", "bsr-indptr-decreasing"])
+@pytest.mark.parametrize("method", ["fit", "predict"])
+def test_malformed_coo_and_bsr_raise_before_conversion(case, method):
+    """scipy's COO and BSR to CSR converters write where the indices say:
+    the structure is checked before scikit-learn's validation converts."""
+    M = _coo_or_bsr(case)
+    X = np.random.RandomState(1).standard_normal((40, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPRegressor(**SMALL)
+        if method == "predict":
+            est.fit(X, YR)
+        with pytest.raises(ValueError, match="malformed (COO|BSR) matrix"):
+            est.fit(M, YR) if method == "fit" else est.predict(M)
+
+
+# --------------------------------------------------------------------------
+# fitted attributes changed by hand: a clear ValueError, never a crash
+# --------------------------------------------------------------------------
+
+
+def _hstack(a):
+    return np.concatenate([a, a], axis=-1)
+
+
+BROKEN_ATTRIBUTES = {
+    "coefs0-square": lambda e: e.coefs_.__setitem__(0, np.zeros((3, 3))),
+    "coefs0-fewer-inputs": lambda e: e.coefs_.__setitem__(0, e.coefs_[0][:3]),
+    "coefs0-more-inputs": lambda e: e.coefs_.__setitem__(0, np.vstack([e.coefs_[0]] * 2)),
+    "coefs0-wider-than-intercepts": lambda e: e.coefs_.__setitem__(0, _hstack(e.coefs_[0])),
+    "intercepts0-short": lambda e: e.intercepts_.__setitem__(0, e.intercepts_[0][:-1]),
+    "intercepts0-2-D": lambda e: e.intercepts_.__setitem__(0, e.intercepts_[0][None]),
+    "output-wider": lambda e: (e.coefs_.__setitem__(-1, _hstack(e.coefs_[-1])),
+                               e.intercepts_.__setitem__(-1, _hstack(e.intercepts_[-1]))),
+    "layer-dropped": lambda e: setattr(e, "coefs_", e.coefs_[:-1]),
+    "no-layers": lambda e: (setattr(e, "coefs_", []), setattr(e, "intercepts_", [])),
+    "coefs0-1-D": lambda e: e.coefs_.__setitem__(0, e.coefs_[0].ravel()),
+    "coefs0-complex": lambda e: e.coefs_.__setitem__(0, e.coefs_[0] + 0j),
+    "coefs0-strings": lambda e: e.coefs_.__setitem__(0, e.coefs_[0].astype(str)),
+    "coefs-an-array": lambda e: setattr(e, "coefs_", e.coefs_[0]),
+    "out_activation-unknown": lambda e: setattr(e, "out_activation_", "bogus"),
+}
+CLASSIFIER_BROKEN = {
+    "out_activation-softmax-on-binary": lambda e: setattr(e, "out_activation_", "softmax"),
+    "binarizer-of-three-classes": lambda e: setattr(
+        e, "_label_binarizer", __import__("sklearn.preprocessing").preprocessing
+        .LabelBinarizer().fit([0, 1, 2])),
+    "binarizer-unfitted": lambda e: setattr(
+        e, "_label_binarizer",
+        __import__("sklearn.preprocessing").preprocessing.LabelBinarizer()),
+}
+
+
+_PREDICTING = {"MLPClassifier": ("predict", "predict_proba", "score"),
+               "MLPRegressor": ("predict", "score")}
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("case,kind,method", [
+    (case, kind, method)
+    for case in list(BROKEN_ATTRIBUTES) + list(CLASSIFIER_BROKEN)
+    for kind in (_PREDICTING if case in BROKEN_ATTRIBUTES else ["MLPClassifier"])
+    for method in _PREDICTING[kind]
+])
+def test_fitted_attributes_broken_by_hand(case, kind, method, sparse):
+    y = YC if kind == "MLPClassifier" else YR
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = getattr(BP, kind)(hidden_layer_sizes=(4, 3), max_iter=5,
+                                random_state=0).fit(X0, y)
+    {**BROKEN_ATTRIBUTES, **CLASSIFIER_BROKEN}[case](est)
+    X = sp.csr_matrix(X0) if sparse else X0
+    args = (X, y) if method == "score" else (X,)
+    with pytest.raises(ValueError, match="fitted attributes are inconsistent"):
+        getattr(est, method)(*args)
+
+
+@pytest.mark.parametrize("how", ["partial_fit-classifier", "partial_fit-regressor",
+                                 "warm_start-regressor"])
+@pytest.mark.parametrize("case", list(BROKEN_ATTRIBUTES))
+def test_training_on_from_attributes_broken_by_hand(case, how):
+    """partial_fit and warm_start continue from the fitted attributes: they
+    are checked as a predict checks them, and the parameter vector is never
+    built from arrays that do not fill it."""
+    kind = "MLPClassifier" if how.endswith("classifier") else "MLPRegressor"
+    y = YC if kind == "MLPClassifier" else YR
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = getattr(BP, kind)(hidden_layer_sizes=(4, 3), max_iter=5, solver="sgd",
+                                random_state=0, warm_start=how.startswith("warm")).fit(X0, y)
+        BROKEN_ATTRIBUTES[case](est)
+        with pytest.raises(ValueError, match="inconsistent|same network shape"):
+            if how.startswith("warm"):
+                est.fit(X0, y)
+            else:
+                est.partial_fit(X0, y)

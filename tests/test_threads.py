@@ -8,7 +8,12 @@ results are compared for exact equality, and the threads do not oversubscribe
 the cores. Nothing here measures time (``bench/threads.py`` does).
 """
 
+import json
+import os
+import signal
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 
@@ -336,3 +341,130 @@ def test_predict_takes_chunks_from_a_shared_counter():
     with pytest.raises(ValueError, match="chunks"):
         _core.predict(net.layout, net.workspace(np.float64, False), X_in, params,
                       np.arange(3, dtype=np.intp), out[:3], chunks=np.zeros(1, np.intp))
+
+
+# One estimator refitted in one thread, alternating between two data sets of
+# different widths, class counts (or outputs) and hidden layers, while
+# another thread predicts with it in a loop. Every call must either return a
+# well-formed answer of one of the two models or raise a clear ValueError or
+# RuntimeError: never crash, never return garbage. It runs in a subprocess,
+# so that a segmentation fault fails the test instead of killing pytest.
+_REFIT_WHILE_PREDICTING = textwrap.dedent(
+    """
+    import json, sys, threading, time, warnings
+    import numpy as np, scipy.sparse as sp
+    from blasprop import MLPClassifier, MLPRegressor
+    warnings.simplefilter("ignore")
+    kind, fmt, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    rng = np.random.RandomState(0)
+
+    def dataset(n_features, n_out, hidden, labels):
+        n = 150
+        if fmt == "csr":
+            # wide and sparse: the first layer of one model indexed with the
+            # other's column indices would read far outside its weights
+            cols = rng.randint(0, n_features, size=(n, 8))
+            cols[:, 0] = np.arange(n) % n_features
+            X = sp.csr_matrix((rng.standard_normal(8 * n),
+                               (np.repeat(np.arange(n), 8), cols.ravel())),
+                              shape=(n, n_features))
+        else:
+            X = rng.standard_normal((n, n_features))
+        Z = X @ rng.standard_normal((n_features, n_out))
+        if kind == "classifier":
+            y = np.asarray(labels)[np.argmax(Z, axis=1) % len(labels)]
+        else:
+            y = Z[:, 0] if n_out == 1 else Z
+        return dict(X=X, y=y, hidden=hidden, labels=labels, n_out=n_out)
+
+    wide = 20000 if fmt == "csr" else 300
+    sets = [dataset(wide, 3, (16,), [0, 1, 2]), dataset(6, 2, (5, 9), [10, 11])]
+    Est = MLPClassifier if kind == "classifier" else MLPRegressor
+    est = Est(hidden_layer_sizes=sets[0]["hidden"], activation="tanh", max_iter=2,
+              random_state=0).fit(sets[0]["X"], sets[0]["y"])
+    stop = threading.Event()
+    counts = {"fits": 0, "ok": 0, "errors": 0}
+    bad = []
+
+    def refit():
+        i = 0
+        while not stop.is_set():
+            i = 1 - i
+            d = sets[i]
+            try:
+                est.set_params(hidden_layer_sizes=d["hidden"]).fit(d["X"], d["y"])
+            except Exception as exc:
+                bad.append("fit raised %s: %s" % (type(exc).__name__, exc))
+            counts["fits"] += 1
+
+    def problem(d, method, out):
+        n = d["X"].shape[0]
+        if kind == "classifier" and method == "predict":
+            if out.shape != (n,) or not set(out.tolist()) <= set(d["labels"]):
+                return "labels %r" % sorted(set(out.tolist()))
+            return None
+        width = len(d["labels"]) if kind == "classifier" else d["n_out"]
+        if out.shape != (n, width) or not np.isfinite(out).all():
+            return "%s: shape %r or not finite" % (method, out.shape)
+        if method == "predict_proba" and not (
+                (out >= 0).all() and np.allclose(out.sum(axis=1), 1.0)):
+            return "probabilities do not sum to 1"
+        if np.ptp(out, axis=0).min() == 0:
+            return "the same output for every row (the biases alone?)"
+        return None
+
+    def predict():
+        methods = ["predict", "predict_proba"] if kind == "classifier" else ["predict"]
+        j = 0
+        while not stop.is_set():
+            j += 1
+            d = sets[j % 2]
+            method = methods[(j // 2) % len(methods)]
+            try:
+                out = getattr(est, method)(d["X"])
+            except (ValueError, RuntimeError):
+                counts["errors"] += 1
+                continue
+            except Exception as exc:
+                bad.append("%s raised %s: %s" % (method, type(exc).__name__, exc))
+                continue
+            p = problem(d, method, out)
+            if p:
+                bad.append(p)
+            else:
+                counts["ok"] += 1
+
+    threads = [threading.Thread(target=refit), threading.Thread(target=predict)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    print(json.dumps({"counts": counts, "bad": bad[:10], "n_bad": len(bad)}))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_refit_while_another_thread_predicts(kind, fmt):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", _REFIT_WHILE_PREDICTING, kind, fmt, "1.5"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert proc.returncode >= 0, (
+        f"the subprocess died of {signal.Signals(-proc.returncode).name}\n"
+        f"{proc.stderr[-2000:]}"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads([line for line in proc.stdout.splitlines()
+                         if line.startswith("{")][-1])
+    # OpenBLAS reports an illegal argument (and skips the product) on stdout
+    assert "illegal value" not in proc.stdout + proc.stderr
+    assert report["n_bad"] == 0, report["bad"]
+    # the loop really ran both ways: refits, and predictions that succeeded
+    assert report["counts"]["fits"] >= 4, report
+    assert report["counts"]["ok"] >= 10, report

@@ -41,6 +41,11 @@ from ._activations import (
     hidden_activation_names,
 )
 
+# How many times a prediction reads the fitted attributes twice over before
+# it gives up on getting the same objects both times (another thread keeps
+# refitting the estimator).
+_SNAPSHOT_TRIES = 3
+
 _STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw")
 _SOLVER_CODES = {"sgd": _core.SGD, "adam": _core.ADAM, "adamw": _core.ADAMW}
 
@@ -121,6 +126,15 @@ def _one_blas_thread():
             if _THREAD_USERS == 0:
                 _THREAD_RESTORE.restore_original_limits()
                 _THREAD_RESTORE = None
+
+
+def _check_sparse_structure(X):
+    """ValueError for a malformed sparse X other than CSR, before scikit-learn's
+    validation converts it to CSR (scipy's converters trust indptr and the
+    indices). CSR itself is checked by ``_core.Input``, where nothing
+    has read it yet either."""
+    if sp.issparse(X) and X.format != "csr":
+        _core.check_sparse(X)
 
 
 # Rows per chunk for prediction and full-data objectives: keep the layer
@@ -244,6 +258,16 @@ class _Network:
 
     def pack(self, coefs, intercepts, dtype):
         """Parameters as one vector, laid out like scikit-learn's ``_pack``."""
+        u = self.units
+        if len(coefs) != len(u) - 1 or len(intercepts) != len(u) - 1 or any(
+            np.shape(c) != (u[i], u[i + 1]) or np.shape(b) != (u[i + 1],)
+            for i, (c, b) in enumerate(zip(coefs, intercepts))
+        ):
+            # every slot of the vector must be written: it starts uninitialised
+            raise _inconsistent(
+                f"coefs_ {[np.shape(c) for c in coefs]} and intercepts_ "
+                f"{[np.shape(b) for b in intercepts]} do not make the network {u}"
+            )
         flat = np.empty(self.layout.n_params, dtype=dtype)
         for c, off in zip(coefs, self.layout.coef_off):
             flat[off : off + c.size] = c.ravel()
@@ -284,6 +308,109 @@ def _views_of_one_vector(coefs, intercepts, layout):
     if base.size != layout.n_params:
         return None
     return base
+
+
+class _Model:
+    """The fitted model as one prediction call sees it, from start to end.
+
+    Refitting replaces ``coefs_``, ``intercepts_``, ``out_activation_`` and
+    the label binarizer one after the other; a call that read each of them
+    when it needed it could mix two models (and size its output for one and
+    its network for the other). A call reads them once, into this, checks
+    that they belong together, and uses nothing else."""
+
+    __slots__ = ("coefs", "intercepts", "units", "hidden", "out_activation",
+                 "label_binarizer")
+
+    def __init__(self, coefs, intercepts, units, hidden, out_activation,
+                 label_binarizer):
+        self.coefs = coefs
+        self.intercepts = intercepts
+        self.units = units
+        self.hidden = hidden
+        self.out_activation = out_activation
+        self.label_binarizer = label_binarizer
+
+    @property
+    def n_outputs(self):
+        return self.units[-1]
+
+
+def _frozen(value):
+    """A list's items as they are now (a tuple); anything else as it is."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _same_objects(a, b):
+    """Whether two reads of the fitted attributes found the same objects."""
+    if isinstance(a, (tuple, list)):
+        return (isinstance(b, (tuple, list)) and len(a) == len(b)
+                and all(_same_objects(x, y) for x, y in zip(a, b)))
+    return a is b or (isinstance(a, str) and a == b)
+
+
+def _inconsistent(what):
+    return ValueError(
+        f"The fitted attributes are inconsistent: {what}. Were they set by hand, "
+        "or was the estimator refitted by another thread during this call?"
+    )
+
+
+def _checked_model(coefs, intercepts, out_activation, activation, label_binarizer,
+                   n_outputs=None):
+    """A _Model of these attributes, or ValueError saying what does not fit."""
+    if not isinstance(coefs, (list, tuple)) or not isinstance(intercepts, (list, tuple)):
+        raise _inconsistent("coefs_ and intercepts_ must be lists of arrays")
+    if not coefs or len(coefs) != len(intercepts):
+        raise _inconsistent(f"{len(coefs)} coefs_ for {len(intercepts)} intercepts_")
+    coefs = [np.asarray(c) for c in coefs]
+    intercepts = [np.asarray(b) for b in intercepts]
+    for i, (c, b) in enumerate(zip(coefs, intercepts)):
+        if c.ndim != 2 or c.dtype.kind not in "fiu" or b.dtype.kind not in "fiu":
+            raise _inconsistent(
+                f"coefs_[{i}] must be a 2-D array of real numbers, got shape "
+                f"{c.shape} and dtype {c.dtype} (intercepts_[{i}]: {b.dtype})"
+            )
+        if b.shape != (c.shape[1],):
+            raise _inconsistent(
+                f"intercepts_[{i}] has shape {b.shape}, coefs_[{i}] has "
+                f"{c.shape[1]} columns"
+            )
+        if i and c.shape[0] != coefs[i - 1].shape[1]:
+            raise _inconsistent(
+                f"coefs_[{i}] has {c.shape[0]} rows, coefs_[{i - 1}] has "
+                f"{coefs[i - 1].shape[1]} columns"
+            )
+    units = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
+    if min(units) < 1:
+        raise _inconsistent(f"a layer has no units (layers {units})")
+    if n_outputs is not None and n_outputs != units[-1]:
+        raise _inconsistent(f"n_outputs_ is {n_outputs}, coefs_[-1] has {units[-1]} columns")
+    if out_activation not in OUTPUT_ACTIVATIONS:
+        raise _inconsistent(f"unknown out_activation_ {out_activation!r}")
+    hidden = hidden_activation_names(activation, len(units) - 2)
+    unknown = [a for a in hidden if a not in HIDDEN_ACTIVATIONS]
+    if unknown:
+        raise ValueError(f"Unknown activation {unknown[0]!r}; expected one of "
+                         f"{sorted(HIDDEN_ACTIVATIONS)}.")
+    if label_binarizer is not None:
+        y_type = getattr(label_binarizer, "y_type_", None)
+        classes = getattr(label_binarizer, "classes_", None)
+        if y_type is None or classes is None:
+            raise _inconsistent("the label binarizer is not fitted")
+        n_out, n_classes = units[-1], len(classes)
+        if y_type == "multiclass":
+            ok = n_out == n_classes and out_activation == "softmax"
+        elif y_type == "binary":
+            ok = n_out == 1 and n_classes <= 2 and out_activation == "logistic"
+        else:
+            ok = n_out == n_classes and out_activation == "logistic"
+        if not ok:
+            raise _inconsistent(
+                f"a {y_type} classifier of {n_classes} classes with {n_out} outputs "
+                f"and out_activation_={out_activation!r}"
+            )
+    return _Model(coefs, intercepts, units, hidden, out_activation, label_binarizer)
 
 
 class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
@@ -399,7 +526,9 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         self.n_layers_ = len(layer_units)
         self.out_activation_ = self._task_output_activation()
         hidden = hidden_activation_names(self.activation, len(layer_units) - 2)
-        self.coefs_, self.intercepts_ = [], []
+        # built whole, then published: a predict in another thread must not
+        # find a network with only some of its layers
+        coefs, intercepts = [], []
         for i in range(self.n_layers_ - 1):
             # the layer's own activation; the output layer takes the last
             # hidden one (scikit-learn's single activation when no list), and
@@ -413,8 +542,9 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
             coef, intercept = self._init_coef(
                 rng, layer_units[i], layer_units[i + 1], glorot_factor(act), dtype
             )
-            self.coefs_.append(coef)
-            self.intercepts_.append(intercept)
+            coefs.append(coef)
+            intercepts.append(intercept)
+        self.coefs_, self.intercepts_ = coefs, intercepts
         self._best_coefs = [c.copy() for c in self.coefs_]
         self._best_intercepts = [i.copy() for i in self.intercepts_]
         if self.solver in _STOCHASTIC_SOLVERS:
@@ -446,6 +576,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         first_pass = not hasattr(self, "coefs_") or (
             not self.warm_start and not incremental
         )
+        _check_sparse_structure(X)
         X, Y = self._validate_input(X, y, incremental, reset=first_pass)
         n_samples, n_features = X.shape
         dtype = X.dtype
@@ -459,12 +590,17 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         rng = check_random_state(self.random_state)
         if first_pass:
             self._initialize(rng, Y, layer_units, dtype)
-        elif [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_] != layer_units:
-            raise ValueError(
-                "warm_start and partial_fit need the same network shape as the "
-                f"previous fit: got layers {layer_units}, the fitted model has "
-                f"{[self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]}."
-            )
+        else:
+            # the attributes training continues from, checked as a predict
+            # checks them (they may have been set by hand)
+            fitted = _checked_model(_frozen(self.coefs_), _frozen(self.intercepts_),
+                                    self.out_activation_, self.activation, None).units
+            if fitted != layer_units:
+                raise ValueError(
+                    "warm_start and partial_fit need the same network shape as the "
+                    f"previous fit: got layers {layer_units}, the fitted model has "
+                    f"{fitted}."
+                )
         Y_split = Y  # labels as scikit-learn stratifies them (bool for classifiers)
         Y = np.ascontiguousarray(Y, dtype=dtype)
         sw = (
@@ -756,25 +892,58 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
     # ------------------------------------------------------------------
     # Prediction
 
-    def _forward_rows(self, X_in, rows=None, Y=None, sw=None, check_finite=False):
-        """Output layer for rows of a validated input (all rows if None).
+    def _model_attributes(self):
+        """The fitted attributes a prediction reads, as they are now (lists
+        copied: the caller's view must not change with them)."""
+        return (_frozen(self.coefs_), _frozen(self.intercepts_), self.out_activation_,
+                self.activation, getattr(self, "_label_binarizer", None),
+                getattr(self, "n_outputs_", None))
+
+    def _model_snapshot(self):
+        """The fitted model, read once for a whole prediction call (see
+        ``_Model``): read twice, so that a refit in another thread between
+        the reads of two attributes is seen and the read taken again."""
+        for _ in range(_SNAPSHOT_TRIES):
+            attrs = self._model_attributes()
+            if _same_objects(attrs, self._model_attributes()):
+                return _checked_model(*attrs)
+        raise RuntimeError(
+            "The fitted model was changed by another thread during this call "
+            "(the estimator is being refitted); predict again once it is done."
+        )
+
+    def _forward_rows(self, X_in, rows=None, Y=None, sw=None, check_finite=False,
+                      model=None):
+        """Output layer for rows of a validated input (all rows if None), from
+        ``model`` (a snapshot of the fitted attributes; taken now if None).
 
         Computed in the dtype of X: a float32 model predicting float64 input
         casts its (small) weights, never the input; a float64 model reads
         float32 rows into float64 buffers as it goes (NumPy's promotion, as
         in scikit-learn). With targets ``Y`` of those rows, returns (output,
         mean loss) from the same pass."""
-        dtype = np.result_type(X_in.X.dtype, self.coefs_[0].dtype)
+        if model is None:
+            model = self._model_snapshot()
+        units = model.units
+        if X_in.n_features != units[0]:
+            raise _inconsistent(
+                f"X has {X_in.n_features} features, but coefs_[0] has {units[0]} rows"
+            )
+        dtype = np.result_type(X_in.X.dtype, model.coefs[0].dtype)
+        if dtype not in (np.float32, np.float64):
+            dtype = np.dtype(np.float64)
         n = X_in.n_samples if rows is None else rows.shape[0]
-        out = np.empty((n, self.n_outputs_), dtype=dtype)
+        out = np.empty((n, model.n_outputs), dtype=dtype)
         if n == 0:
             return out
-        units = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
-        net = self._network(_predict_chunk_rows(units, np.dtype(dtype).itemsize, n),
-                            dtype, units, exact_cap=True)
-        params = _views_of_one_vector(self.coefs_, self.intercepts_, net.layout)
+        # the loss is only computed against targets, during a fit
+        loss_code = self._loss_code() if Y is not None else 0
+        net = _Network(units, model.hidden, model.out_activation, loss_code,
+                       getattr(self, "huber_delta", 1.0),
+                       _predict_chunk_rows(units, dtype.itemsize, n))
+        params = _views_of_one_vector(model.coefs, model.intercepts, net.layout)
         if params is None or params.dtype != dtype:
-            params = net.pack(self.coefs_, self.intercepts_, dtype)
+            params = net.pack(model.coefs, model.intercepts, dtype)
         if rows is None and Y is None:
             _parallel_predict(net, dtype, X_in, params, out, check_finite)
             return out
@@ -783,9 +952,12 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         loss = _core.predict(net.layout, ws, X_in, params, rows, out, Y, sw)
         return out if Y is None else (out, loss)
 
-    def _forward_pass_fast(self, X, check_input=True):
+    def _forward_pass_fast(self, X, check_input=True, model=None):
+        if model is None:
+            model = self._model_snapshot()
         if not check_input:
-            return self._forward_rows(_core.Input(X))
+            return self._forward_rows(_core.Input(X), model=model)
+        _check_sparse_structure(X)
         # Dense X is checked for NaN and infinity by the compiled predict,
         # chunk by chunk in cache, instead of by a pass of its own over all
         # of X first (a seventh of predict's time on the seed network). When
@@ -795,7 +967,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
                       dtype=(np.float64, np.float32))
         Xv = validate_data(self, X, ensure_all_finite=sp.issparse(X), **params)
         try:
-            return self._forward_rows(_core.Input(Xv), check_finite=True)
+            return self._forward_rows(_core.Input(Xv), check_finite=True, model=model)
         except _core.NonFiniteInput:
             validate_data(self, X, **params)
             raise

@@ -52,6 +52,23 @@ from scipy.linalg.cython_blas cimport (dgemm, sgemm, dgemv, sgemv, dger, sger,
                                        ddot, sdot, daxpy, saxpy)
 
 
+# The largest dimension BLAS takes: blas_int is SciPy's BLAS integer (32
+# bits unless SciPy was built against an ILP64 BLAS). Sizes are Py_ssize_t
+# everywhere else; they are checked against this before they are narrowed.
+_BLAS_INT_BYTES = sizeof(blas_int)
+BLAS_INT_MAX = (1 << (8 * _BLAS_INT_BYTES - 1)) - 1
+
+
+def check_blas_int(value, what):
+    """OverflowError when ``value`` (a dimension that reaches BLAS) does not
+    fit in blas_int."""
+    if value > BLAS_INT_MAX:
+        raise OverflowError(
+            f"{what} ({int(value):,}) exceeds the largest dimension BLAS takes "
+            f"({BLAS_INT_MAX:,}, the range of its {8 * _BLAS_INT_BYTES}-bit integer)"
+        )
+
+
 # which vector shapes go to gemm instead of level 2 (see set_vector_gemm)
 cdef bint _rows_gemm_d = False      # m == 1, double
 cdef bint _rows_gemm_s = False      # m == 1, float
@@ -106,7 +123,7 @@ cdef inline void _gemm_call(char *tb, char *ta, blas_int n, blas_int m, blas_int
 cdef inline void _scale_c(blas_int m, blas_int n, floating beta, floating *C,
                           blas_int ldc) noexcept nogil:
     """C (m x n, row-major) *= beta; beta = 0 writes zeros (C may hold NaN)."""
-    cdef blas_int i, j
+    cdef Py_ssize_t i, j
     if beta == 0:
         for i in range(m):
             memset(C + i * ldc, 0, n * sizeof(floating))
@@ -129,8 +146,8 @@ cdef inline blas_int _even_block(blas_int total, blas_int most) noexcept nogil:
     ``most`` as possible, as even as that count allows (200 rows in blocks
     of at most 172: 100 and 100; A'B over them took 10.8 us, not the 11.9 us
     of 172 and 28)."""
-    cdef blas_int count = (total + most - 1) // most
-    return (total + count - 1) // count
+    cdef Py_ssize_t count = (<Py_ssize_t> total + most - 1) // most
+    return <blas_int> ((total + count - 1) // count)
 
 
 cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
@@ -221,17 +238,20 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
     cdef floating bt[SMALL_T]
     cdef blas_int p, j, kc, kk, nn = n
     cdef floating b
-    if _small_kernels and not trans_a and n * k <= SMALL_T and (
-            m >= SMALL_MIN_ROWS if trans_b else <double> m * (n * k) > SMALL_LIMIT):
+    # products of two dimensions in Py_ssize_t: in blas_int they could wrap
+    # to a small number and send a large B into the SMALL_T buffer
+    cdef Py_ssize_t nk = <Py_ssize_t> n * k, mn = <Py_ssize_t> m * n
+    if _small_kernels and not trans_a and nk <= SMALL_T and (
+            m >= SMALL_MIN_ROWS if trans_b else <double> m * nk > SMALL_LIMIT):
         if trans_b:
             # op(B) = Bᵀ as a row-major k x n block, multiplied untransposed
             for p in range(k):
                 for j in range(n):
-                    bt[p * n + j] = B[j * ldb + p]
+                    bt[p * n + j] = B[<Py_ssize_t> j * ldb + p]
             B = bt
             ldb = nn
         # even blocks of rows, each within the small kernels
-        kc = _even_block(m, SMALL_LIMIT // (n * k))
+        kc = _even_block(m, <blas_int> (SMALL_LIMIT // nk))
         p = 0
         while p < m:
             kk = min(kc, m - p)
@@ -239,10 +259,10 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
                        beta, C + <Py_ssize_t> p * ldc, ldc)
             p += kk
         return
-    if _small_kernels and trans_a and not trans_b and m * n <= SMALL_T \
-            and <double> k * (m * n) > SMALL_BLOCK:
+    if _small_kernels and trans_a and not trans_b and mn <= SMALL_T \
+            and <double> k * mn > SMALL_BLOCK:
         # sum over even blocks of rows of A and B, each within the small kernels
-        kc = _even_block(k, SMALL_BLOCK // (m * n))
+        kc = _even_block(k, <blas_int> (SMALL_BLOCK // mn))
         b = beta
         p = 0
         while p < k:
@@ -269,6 +289,9 @@ def gemm_memview(bint trans_a, bint trans_b, double alpha,
         raise ValueError("gemm: incompatible shapes")
     if m == 0 or n == 0 or k == 0:
         raise ValueError("gemm: empty operand")
+    for size, what in ((m, "m"), (n, "n"), (k, "k"), (A.shape[1], "lda"),
+                       (B.shape[1], "ldb"), (C.shape[1], "ldc")):
+        check_blas_int(size, "gemm: " + what)
     with nogil:
         gemm(trans_a, trans_b, <blas_int> m, <blas_int> n, <blas_int> k,
              <floating> alpha, &A[0, 0], <blas_int> A.shape[1], &B[0, 0],

@@ -209,8 +209,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
-            self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(y)
+            # fitted before it is published: a predict in another thread may
+            # read the attribute at any moment
+            self._label_binarizer = LabelBinarizer().fit(y)
             self.classes_ = self._label_binarizer.classes_
         else:
             classes = unique_labels(y)
@@ -246,10 +247,14 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _validation_targets(self, Y_val):
         return self._label_binarizer.inverse_transform(Y_val)
 
-    def _predict_from_output(self, y_pred):
-        if self.n_outputs_ == 1:
+    def _predict_from_output(self, y_pred, model=None):
+        # ``model``: the snapshot the output was computed from (see
+        # BaseMLP._model_snapshot); the attributes as they are now if None
+        n_outputs = self.n_outputs_ if model is None else model.n_outputs
+        binarizer = self._label_binarizer if model is None else model.label_binarizer
+        if n_outputs == 1:
             y_pred = y_pred.ravel()
-        return self._label_binarizer.inverse_transform(y_pred)
+        return binarizer.inverse_transform(y_pred)
 
     def _score_output(self, output, y, sample_weight):
         return self._score_with_function(output, y, sample_weight, accuracy_score)
@@ -268,8 +273,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def predict(self, X):
         """Predict using the multi-layer perceptron classifier."""
-        check_is_fitted(self)
-        return self._predict_from_output(self._forward_pass_fast(X))
+        # one attribute, not a scan of vars(self): a fit in another thread
+        # adds and removes attributes (RuntimeError: dictionary changed size)
+        check_is_fitted(self, "coefs_")
+        model = self._model_snapshot()
+        return self._predict_from_output(self._forward_pass_fast(X, model=model), model)
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
@@ -280,11 +288,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         appear); ``y`` need not contain all of them.
         """
         if _check_partial_fit_first_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
+            # fitted before it is published, as in _validate_input
             if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
+                self._label_binarizer = LabelBinarizer().fit(y)
             else:
-                self._label_binarizer.fit(classes)
+                self._label_binarizer = LabelBinarizer().fit(classes)
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict_log_proba(self, X):
@@ -294,9 +302,12 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def predict_proba(self, X):
         """Probability estimates, columns ordered as ``classes_``."""
-        check_is_fitted(self)
-        y_pred = self._forward_pass_fast(X)
-        if self.n_outputs_ == 1:
+        # one attribute, not a scan of vars(self): a fit in another thread
+        # adds and removes attributes (RuntimeError: dictionary changed size)
+        check_is_fitted(self, "coefs_")
+        model = self._model_snapshot()
+        y_pred = self._forward_pass_fast(X, model=model)
+        if model.n_outputs == 1:
             y_pred = y_pred.ravel()
         if y_pred.ndim == 1:
             return np.vstack([1 - y_pred, y_pred]).T
@@ -430,7 +441,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             y = column_or_1d(y, warn=True)
         return X, y
 
-    def _predict_from_output(self, y_pred):
+    def _predict_from_output(self, y_pred, model=None):
         if y_pred.shape[1] == 1:
             return y_pred.ravel()
         return y_pred
@@ -445,7 +456,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     def predict(self, X):
         """Predict using the multi-layer perceptron model."""
-        check_is_fitted(self)
+        # one attribute, not a scan of vars(self): a fit in another thread
+        # adds and removes attributes (RuntimeError: dictionary changed size)
+        check_is_fitted(self, "coefs_")
         return self._predict_from_output(self._forward_pass_fast(X))
 
     # scikit-learn 1.9's MLPRegressor guards partial_fit with

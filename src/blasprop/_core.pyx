@@ -22,6 +22,15 @@ matrix product goes through ``_blas.gemm``; the elementwise work is in
 released for the whole of it. Nothing inside the ``nogil`` blocks raises: a
 pending signal sets a flag, the loop stops at the next batch boundary, and the
 exception is raised after the GIL is taken back.
+
+The kernels trust every size they are given, so each entry point checks them
+all first, with the GIL held: X's width against the layout, the targets,
+weights, parameter and state vectors, the rows it is told to visit, the output
+and the workspace's buffers (a workspace built for another layout is
+refused); ``Input`` checks a sparse X's structure. A model changed by another
+thread, or bad arguments, end in a ValueError, never in a read or write out of
+bounds. Dimensions that reach BLAS are checked against its integer type when
+the layout is built.
 """
 import numpy as np
 
@@ -29,7 +38,10 @@ from cython cimport floating
 from libc.math cimport sqrt, pow
 from libc.string cimport memcpy, memset
 
+import sys
+
 from ._blas cimport gemm, blas_int
+from ._blas import BLAS_INT_MAX, check_blas_int
 from ._ckernels cimport (
     bp_act_needs_z, bp_prefetch, fill_rows, activate, act_grad, loss_delta,
     loss_only, colsum_add, finish_grad, sumsq, decay_sumsq, step, all_finite,
@@ -58,6 +70,27 @@ ADAMW = SOLVER_ADAMW
 
 # Work (rows x parameters) between two checks for Ctrl-C: ~a millisecond.
 cdef Py_ssize_t SIGNAL_WORK = 1 << 22
+
+# Codes the C kernels know (enum bp_activation and bp_loss in bp_kernels.h).
+MAX_ACTIVATION = 10
+MAX_LOSS = 5
+
+# The largest leading dimension handed to BLAS; a dense X whose rows are
+# further apart than this is gathered instead of read in place.
+cdef Py_ssize_t LD_MAX = BLAS_INT_MAX
+
+
+def _check_sizes(u, cap):
+    """OverflowError when a buffer of a layout of widths ``u`` (a list) over
+    ``cap`` rows would have more bytes than Py_ssize_t counts (Python integers
+    here: numpy's would wrap)."""
+    n_params = sum(a * b for a, b in zip(u, u[1:])) + sum(u[1:])
+    largest = max(n_params, cap * sum(u[1:]), cap * max(u))
+    if largest * 8 > sys.maxsize:
+        raise OverflowError(
+            f"a network of layers {u} over {cap:,} rows needs buffers of "
+            f"{largest:,} values, more than memory can be addressed with"
+        )
 
 
 cdef struct Net:
@@ -103,10 +136,31 @@ cdef class Layout:
 
     def __init__(self, units, activations, int loss, double huber_delta,
                  Py_ssize_t cap, dropout=None):
-        units = np.ascontiguousarray(units, dtype=np.intp)
+        if self.units is not None:
+            raise RuntimeError("a Layout is initialised once")
+        # a copy of its own, made read-only below: the kernels hold pointers
+        # into these arrays, so nobody may change them once the layout exists
+        units = np.array(units, dtype=np.intp)
+        if units.ndim != 1:
+            raise ValueError("units must be a 1-D sequence of layer widths")
         cdef Py_ssize_t L = units.shape[0] - 1, l
         if L < 1 or cap < 1:
             raise ValueError("a network needs at least one layer and one row")
+        # checked as Python integers: a layout is built per predict call, and
+        # numpy's reductions on a few numbers cost more than the rest of it
+        widths = units.tolist()
+        if min(widths) < 1:
+            raise ValueError(f"every layer needs at least one unit, got {widths}")
+        # every BLAS dimension (rows, fan-in, fan-out, leading dimensions) is
+        # one of these: refuse what blas_int cannot hold, before any buffer
+        # of that size exists
+        if cap > BLAS_INT_MAX or max(widths) > BLAS_INT_MAX:
+            check_blas_int(cap, "rows per chunk")
+            for l in range(L + 1):
+                check_blas_int(widths[l], f"layer {l}'s width")
+        _check_sizes(widths, cap)
+        if not 0 <= loss <= MAX_LOSS:
+            raise ValueError(f"unknown loss code {loss}")
         fan_out = units[1:]
         sizes = units[:L] * fan_out
         self.n_coef = int(sizes.sum())
@@ -114,9 +168,12 @@ cdef class Layout:
         self.coef_off = np.concatenate([[0], np.cumsum(sizes)[:L - 1]]).astype(np.intp)
         self.icpt_off = (self.n_coef + np.concatenate(
             [[0], np.cumsum(fan_out)[:L - 1]])).astype(np.intp)
-        self.act = np.ascontiguousarray(activations, dtype=np.intc)
+        self.act = np.array(activations, dtype=np.intc).reshape(-1)
         if self.act.shape[0] != L:
             raise ValueError("one activation per layer is needed")
+        codes = self.act.tolist()
+        if min(codes) < 0 or max(codes) > MAX_ACTIVATION:
+            raise ValueError(f"unknown activation code in {codes}")
         self.act_off = (cap * np.concatenate(
             [[0], np.cumsum(fan_out)[:L - 1]])).astype(np.intp)
         z_off = np.full(L, -1, dtype=np.intp)
@@ -146,14 +203,17 @@ cdef class Layout:
         self.act_size = cap * int(fan_out.sum())
         self.z_size = z_size
         self.max_units = int(fan_out.max())
+        for a in (self.units, self.coef_off, self.icpt_off, self.act_off,
+                  self.z_off, self.act, self.drop, self.d_off):
+            a.setflags(write=False)
         self._bind(loss, huber_delta)
 
     cdef void _bind(self, int loss, double huber_delta):
-        cdef Py_ssize_t[::1] u = self.units, co = self.coef_off
-        cdef Py_ssize_t[::1] io = self.icpt_off, ao = self.act_off, zo = self.z_off
-        cdef int[::1] ac = self.act
-        cdef double[::1] dr = self.drop
-        cdef Py_ssize_t[::1] do = self.d_off
+        cdef const Py_ssize_t[::1] u = self.units, co = self.coef_off
+        cdef const Py_ssize_t[::1] io = self.icpt_off, ao = self.act_off, zo = self.z_off
+        cdef const int[::1] ac = self.act
+        cdef const double[::1] dr = self.drop
+        cdef const Py_ssize_t[::1] do = self.d_off
         self.net.drop = &dr[0]
         self.net.d_off = &do[0]
         self.net.n_layers = u.shape[0] - 1
@@ -173,7 +233,10 @@ cdef class Workspace:
     """Buffers for ``layout.cap`` rows, allocated once."""
     cdef readonly object xbuf, ybuf, swbuf, acts, zs, d0, d1, keep, mask
 
-    def __init__(self, Layout layout, dtype, Py_ssize_t n_features, bint sparse):
+    def __init__(self, Layout layout not None, dtype, Py_ssize_t n_features, bint sparse):
+        # the kernels hold pointers into the buffers while the GIL is released
+        if self.xbuf is not None:
+            raise RuntimeError("a Workspace is initialised once")
         cap = layout.cap
         n_out = int(layout.units[layout.units.shape[0] - 1])
         self.xbuf = np.empty(1 if sparse else cap * n_features, dtype=dtype)
@@ -188,7 +251,11 @@ cdef class Workspace:
 
 
 cdef class Input:
-    """A read-only view of X for the kernels: dense with any strides, or CSR."""
+    """A read-only view of X for the kernels: dense with any strides, or CSR.
+
+    A sparse X is checked first (``check_sparse``): the kernels index the
+    weights with its column indices and walk its rows with its indptr, so a
+    malformed matrix would read and write out of bounds."""
     cdef readonly object X, data, indices, indptr
     cdef readonly bint sparse
     cdef readonly Py_ssize_t n_samples, n_features
@@ -196,18 +263,28 @@ cdef class Input:
 
     def __init__(self, X):
         cdef const unsigned char[::1] raw, ind, ptr
+        if self.X is not None:
+            raise RuntimeError("an Input is initialised once")
+        self.sparse = hasattr(X, "tocsr")
+        if not self.sparse and not isinstance(X, np.ndarray):
+            raise TypeError(f"X must be a numpy array or a sparse matrix, got {type(X).__name__}")
+        if len(X.shape) != 2:
+            raise ValueError(f"X must be 2-D, got shape {X.shape}")
+        if X.dtype not in (np.float32, np.float64):
+            raise TypeError("X must be float32 or float64")
         self.X = X
         self.n_samples, self.n_features = X.shape
         self.src.n_features = self.n_features
-        self.sparse = hasattr(X, "tocsr")
         self.src.sparse = self.sparse
-        if X.dtype not in (np.float32, np.float64):
-            raise TypeError("X must be float32 or float64")
         self.src.itemsize = X.dtype.itemsize
         if self.sparse:
-            # CSR is read where it is, int32 or int64 indices alike; CSC is
-            # converted to CSR once (row access is what batches need).
-            X = X.tocsr() if X.format != "csr" else X
+            # CSR is read where it is, int32 or int64 indices alike; other
+            # formats are converted to CSR once (row access is what batches
+            # need), after their own structure is checked: scipy's converters
+            # do not check it either.
+            if X.format != "csr":
+                check_sparse(X)
+                X = X.tocsr()
             self.X = X
             self.data = np.ascontiguousarray(X.data)
             self.indices = X.indices
@@ -218,6 +295,9 @@ cdef class Input:
                 self.indptr = self.indptr.astype(np.int64)
             self.indices = np.ascontiguousarray(self.indices)
             self.indptr = np.ascontiguousarray(self.indptr)
+            # the arrays the kernels will read, checked as they will read them
+            _check_compressed(self.indptr, self.indices, self.data.shape[0],
+                              self.n_samples, self.n_features, "CSR")
             raw = self.data.view(np.uint8) if self.data.size else np.zeros(1, np.uint8)
             ind = (self.indices.view(np.uint8) if self.indices.size
                    else np.zeros(8, np.uint8))
@@ -235,6 +315,128 @@ cdef class Input:
             self.src.base = <const char *> <size_t> X.__array_interface__["data"][0]
             self.src.row_stride = X.strides[0]
             self.src.col_stride = X.strides[1]
+
+
+cdef int _bad_compressed(const void *indptr, int ptr_size, const void *indices,
+                         int ind_size, Py_ssize_t n_major, Py_ssize_t n_minor,
+                         Py_ssize_t n_stored, Py_ssize_t *where) noexcept nogil:
+    """0 when indptr and indices describe a well-formed compressed matrix,
+    else what is wrong (1 to 4), at ``where``."""
+    cdef Py_ssize_t i, p, last, prev, cur
+    cdef const int32_t *i32 = <const int32_t *> indices
+    cdef const int64_t *i64 = <const int64_t *> indices
+    if _ix(indptr, ptr_size, 0) != 0:
+        return 1
+    prev = 0
+    for i in range(n_major):
+        cur = _ix(indptr, ptr_size, i + 1)
+        if cur < prev:
+            where[0] = i
+            return 2
+        prev = cur
+    last = prev
+    if last > n_stored:
+        where[0] = last
+        return 3
+    # one loop per index width, so that each is a plain compare-and-count
+    # loop; unsigned compares catch negative indices too
+    if ind_size == 4:
+        for p in range(last):
+            if <size_t> i32[p] >= <size_t> n_minor:
+                where[0] = p
+                return 4
+    else:
+        for p in range(last):
+            if <size_t> i64[p] >= <size_t> n_minor:
+                where[0] = p
+                return 4
+    return 0
+
+
+cdef int _check_compressed(indptr, indices, Py_ssize_t n_data, Py_ssize_t n_major,
+                           Py_ssize_t n_minor, str fmt) except -1:
+    """ValueError unless indptr (n_major + 1 entries, from 0, non-decreasing,
+    ending within indices and data) and indices (in [0, n_minor)) are
+    well-formed; both contiguous int32 or int64."""
+    cdef const unsigned char[::1] ptr, ind
+    cdef Py_ssize_t where = 0, n_stored
+    cdef int bad
+    cdef int ptr_size = indptr.dtype.itemsize, ind_size = indices.dtype.itemsize
+    what = "row" if fmt == "CSR" else "column" if fmt == "CSC" else "block row"
+    if indptr.ndim != 1 or indptr.shape[0] != n_major + 1:
+        raise ValueError(
+            f"malformed {fmt} matrix: indptr has {indptr.shape[0]} entries, a "
+            f"matrix of {n_major} {what}s needs {n_major + 1}"
+        )
+    n_stored = min(indices.shape[0], n_data)
+    ptr = indptr.view(np.uint8)
+    ind = indices.view(np.uint8) if indices.size else np.zeros(8, np.uint8)
+    with nogil:
+        bad = _bad_compressed(&ptr[0], ptr_size, &ind[0], ind_size, n_major,
+                              n_minor, n_stored, &where)
+    if bad == 1:
+        raise ValueError(f"malformed {fmt} matrix: indptr[0] is {indptr[0]}, not 0")
+    if bad == 2:
+        raise ValueError(
+            f"malformed {fmt} matrix: indptr decreases from {what} {where} to "
+            f"{where + 1} ({indptr[where]} > {indptr[where + 1]})"
+        )
+    if bad == 3:
+        raise ValueError(
+            f"malformed {fmt} matrix: indptr[-1] is {where}, beyond the "
+            f"{indices.shape[0]} indices or {n_data} stored values"
+        )
+    if bad == 4:
+        raise ValueError(
+            f"malformed {fmt} matrix: index {indices[where]} at position {where} "
+            f"is out of range [0, {n_minor})"
+        )
+    return 0
+
+
+def _index_array(a):
+    """A contiguous int32 or int64 copy of an index array (or itself)."""
+    a = np.asarray(a)
+    if a.dtype not in (np.int32, np.int64):
+        if a.dtype.kind not in "iu":
+            raise ValueError(f"sparse index arrays must be integers, got {a.dtype}")
+        a = a.astype(np.int64)      # uint64 beyond int64 wraps negative: refused
+    return np.ascontiguousarray(a)
+
+
+def check_sparse(X):
+    """ValueError unless the structure of sparse X is well-formed (CSR, CSC
+    and BSR: indptr and indices; COO: row and column indices), in O(nnz).
+
+    scipy checks none of it once a matrix exists (its attributes can be
+    replaced or edited in place), and neither do its format converters."""
+    if len(X.shape) != 2:
+        return      # not a matrix: the input validation says so in its words
+    fmt = X.format
+    n_rows, n_cols = X.shape
+    if fmt in ("csr", "csc"):
+        major, minor = (n_rows, n_cols) if fmt == "csr" else (n_cols, n_rows)
+        _check_compressed(_index_array(X.indptr), _index_array(X.indices),
+                          np.asarray(X.data).shape[0], major, minor, fmt.upper())
+    elif fmt == "bsr":
+        R, C = X.blocksize
+        _check_compressed(_index_array(X.indptr), _index_array(X.indices),
+                          np.asarray(X.data).shape[0], n_rows // R, n_cols // C, "BSR")
+    elif fmt == "coo":
+        coords = X.coords if hasattr(X, "coords") else (X.row, X.col)
+        n_data = np.asarray(X.data).shape[0]
+        for axis, (c, n) in enumerate(zip(coords, X.shape)):
+            c = np.asarray(c)
+            if c.shape[0] != n_data:
+                raise ValueError(
+                    f"malformed COO matrix: {c.shape[0]} {('row', 'column')[axis]} "
+                    f"indices for {n_data} stored values"
+                )
+            if c.size and (c.min() < 0 or c.max() >= n):
+                raise ValueError(
+                    f"malformed COO matrix: a {('row', 'column')[axis]} index is "
+                    f"out of range [0, {n})"
+                )
 
 
 # --------------------------------------------------------------------------
@@ -267,8 +469,8 @@ cdef const floating *_dense_rows(const Source *src, const Py_ssize_t *rows,
     cdef const char *p
     cdef floating *out
     if (rows == NULL and src.itemsize == es and src.col_stride == es
-            and src.row_stride > 0
-            and src.row_stride % es == 0 and src.row_stride // es >= nf):
+            and src.row_stride > 0 and src.row_stride % es == 0
+            and src.row_stride // es >= nf and src.row_stride // es <= LD_MAX):
         ld[0] = src.row_stride // es
         return <const floating *> (src.base + start * src.row_stride)
     if n == 1 and src.itemsize == es and src.col_stride == es:
@@ -620,12 +822,44 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
     return loss
 
 
+cdef int _check_network(Layout layout, Workspace ws, Input X,
+                        Py_ssize_t itemsize) except -1:
+    """TypeError or ValueError unless X, the layout and the workspace (of
+    ``itemsize``-byte floats) fit together: the kernels trust every size
+    below, so a model changed by another thread, or a workspace built for
+    another layout, is refused here instead of read out of bounds."""
+    cdef Py_ssize_t cap = layout.cap
+    units = layout.units
+    cdef Py_ssize_t n_in = units[0], n_out = units[units.shape[0] - 1]
+    if X.src.itemsize > itemsize:
+        raise TypeError("a float32 kernel cannot read float64 X")
+    if X.n_features != n_in:
+        raise ValueError(
+            f"X has {X.n_features} features, but the network's input layer has "
+            f"{n_in} units"
+        )
+    need = (("xbuf", 1 if X.sparse else cap * n_in), ("ybuf", cap * n_out),
+            ("swbuf", cap), ("acts", layout.act_size), ("zs", layout.z_size),
+            ("d0", cap * layout.max_units), ("d1", cap * layout.max_units),
+            ("keep", layout.d_size), ("mask", layout.d_size))
+    for name, size in need:
+        buf = getattr(ws, name)
+        if buf.shape[0] < size:
+            raise ValueError(
+                f"the workspace's {name} holds {buf.shape[0]} values where this "
+                f"layout needs {size}: a Workspace built for another Layout"
+            )
+    return 0
+
+
 cdef int _buffers(Workspace ws, floating **xbuf, floating **ybuf,
                   floating **swbuf, floating **acts, floating **zs,
-                  floating **d0, floating **d1) except -1:
-    """Data pointers of a workspace's buffers, checked against the dtype."""
+                  floating **d0, floating **d1, floating **keep,
+                  floating **mask) except -1:
+    """Data pointers of a workspace's buffers, checked against the dtype
+    (their sizes are checked by ``_check_network``)."""
     cdef floating[::1] a = ws.xbuf, b = ws.ybuf, c = ws.swbuf, d = ws.acts
-    cdef floating[::1] e = ws.zs, f = ws.d0, g = ws.d1
+    cdef floating[::1] e = ws.zs, f = ws.d0, g = ws.d1, h = ws.keep, i = ws.mask
     xbuf[0] = &a[0]
     ybuf[0] = &b[0]
     swbuf[0] = &c[0]
@@ -633,6 +867,40 @@ cdef int _buffers(Workspace ws, floating **xbuf, floating **ybuf,
     zs[0] = &e[0]
     d0[0] = &f[0]
     d1[0] = &g[0]
+    keep[0] = &h[0]
+    mask[0] = &i[0]
+    return 0
+
+
+cdef int _check_length(Py_ssize_t got, Py_ssize_t expected, str what) except -1:
+    if got != expected:
+        raise ValueError(f"{what} has {got} entries, expected {expected}")
+    return 0
+
+
+cdef int _check_matrix(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t exp_rows,
+                       Py_ssize_t exp_cols, str what) except -1:
+    if rows != exp_rows or cols != exp_cols:
+        raise ValueError(
+            f"{what} has shape ({rows}, {cols}), expected ({exp_rows}, {exp_cols})"
+        )
+    return 0
+
+
+cdef int _check_rows(const Py_ssize_t[::1] rows, Py_ssize_t n, str what) except -1:
+    """ValueError unless every entry of ``rows`` is a row of X (0 to n - 1)."""
+    cdef Py_ssize_t i, m = rows.shape[0]
+    cdef bint bad = False
+    with nogil:
+        # no early exit: a loop the compiler can vectorise
+        for i in range(m):
+            bad |= <size_t> rows[i] >= <size_t> n
+    if bad:
+        for i in range(m):
+            if not 0 <= rows[i] < n:
+                raise ValueError(
+                    f"{what}[{i}] is {rows[i]}, not a row of X (0 to {n - 1})"
+                )
     return 0
 
 
@@ -642,28 +910,28 @@ cdef int _buffers(Workspace ws, floating **xbuf, floating **ybuf,
 class NonFiniteInput(ValueError):
     """``predict(check_finite=True)`` met NaN or infinity in X."""
 
-cdef int _dropout_state(Layout layout, Workspace ws, long long seed,
+cdef int _dropout_state(Layout layout, void *keep, void *mask, long long seed,
                         Dropout *drop, Dropout **dp) except -1:
     """Point ``dp`` at ``drop`` when the network has dropout and a seed is
     given (training); else NULL (no dropout)."""
     dp[0] = NULL
     if seed >= 0 and layout.d_size > 0:
-        drop.keep = <void *> <size_t> ws.keep.__array_interface__["data"][0]
-        drop.mask = <void *> <size_t> ws.mask.__array_interface__["data"][0]
+        drop.keep = keep
+        drop.mask = mask
         drop.state = <uint64_t> seed
         dp[0] = drop
     return 0
 
 
-def epoch(Layout layout, Workspace ws, Input X,
-          const floating[:, ::1] Y,          # IN  targets (n_samples x n_outputs)
-          const floating[::1] sw,            # IN  sample weights, or length 0
-          const Py_ssize_t[::1] order,       # IN  rows of X in visiting order
+def epoch(Layout layout not None, Workspace ws not None, Input X not None,
+          const floating[:, ::1] Y not None,          # IN  targets (n_samples x n_outputs)
+          const floating[::1] sw not None,            # IN  sample weights, or length 0
+          const Py_ssize_t[::1] order not None,       # IN  rows of X in visiting order
           Py_ssize_t batch_size,
-          floating[::1] params,              # IN/OUT flat parameters
-          floating[::1] grads,               # scratch
-          floating[::1] state1,              # IN/OUT velocity (sgd) / m (adam)
-          floating[::1] state2,              # IN/OUT v (adam)
+          floating[::1] params not None,              # IN/OUT flat parameters
+          floating[::1] grads not None,               # scratch
+          floating[::1] state1 not None,              # IN/OUT velocity (sgd) / m (adam)
+          floating[::1] state2 not None,              # IN/OUT v (adam)
           int solver, double learning_rate, double momentum, bint nesterov,
           double beta_1, double beta_2, double epsilon, long long adam_t,
           double alpha, long long dropout_seed):
@@ -679,9 +947,7 @@ def epoch(Layout layout, Workspace ws, Input X,
     cdef const Source *src = &X.src
     cdef Py_ssize_t n = order.shape[0], start, nb, r, work = 0
     cdef Py_ssize_t P = layout.n_params, NC = layout.n_coef
-    cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1
-    _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1)
-    cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
+    cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1, *pkeep, *pmask
     cdef double total = 0.0, batch_loss, sw_sum, lr_t, decay, ss = 0.0
     cdef double grad_alpha = 0.0 if solver == SOLVER_ADAMW else alpha
     cdef int interrupted = 0
@@ -692,9 +958,25 @@ def epoch(Layout layout, Workspace ws, Input X,
     cdef Py_ssize_t l, L = net.n_layers
     cdef double[::1] wscale, wsq
     cdef floating[::1] z0
-    if X.src.itemsize > <Py_ssize_t> sizeof(floating):
-        raise TypeError("a float32 kernel cannot read float64 X")
-    _dropout_state(layout, ws, dropout_seed, &drop, &dp)
+    _check_network(layout, ws, X, sizeof(floating))
+    _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1, &pkeep, &pmask)
+    _check_matrix(Y.shape[0], Y.shape[1], X.n_samples, net.units[L], "Y")
+    if sw.shape[0] != 0:
+        _check_length(sw.shape[0], X.n_samples, "sample_weight")
+    _check_length(params.shape[0], P, "params")
+    _check_length(grads.shape[0], P, "grads")
+    if solver != SOLVER_SGD and solver != SOLVER_ADAM and solver != SOLVER_ADAMW:
+        raise ValueError(f"unknown solver code {solver}")
+    _check_length(state1.shape[0], P, "state1")
+    if solver != SOLVER_SGD:
+        _check_length(state2.shape[0], P, "state2")
+    if batch_size > layout.cap or batch_size < 1:
+        raise ValueError(
+            f"batch_size {batch_size} is not within the workspace's 1 to {layout.cap} rows"
+        )
+    _check_rows(order, X.n_samples, "order")
+    cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
+    _dropout_state(layout, pkeep, pmask, dropout_seed, &drop, &dp)
     direct.scaled = False
     if solver == SOLVER_SGD and momentum == 0.0:
         # plain SGD: weights updated in the backward pass (see Direct)
@@ -710,10 +992,6 @@ def epoch(Layout layout, Workspace ws, Input X,
             direct.wscale = &wscale[0]
             direct.wsq = &wsq[0]
             direct.z0 = <void *> &z0[0]
-    if batch_size > layout.cap or batch_size < 1:
-        raise ValueError("batch_size exceeds the workspace")
-    if Y.shape[0] != X.n_samples or params.shape[0] != P or grads.shape[0] != P:
-        raise ValueError("inconsistent shapes")
     with nogil:
         if grad_alpha > 0 and dir_p == NULL:
             ss = sumsq(&params[0], NC)
@@ -772,11 +1050,11 @@ def epoch(Layout layout, Workspace ws, Input X,
     return total, adam_t
 
 
-def objective(Layout layout, Workspace ws, Input X,
-              const floating[:, ::1] Y,      # IN
-              const floating[::1] sw,        # IN  or length 0
-              floating[::1] params,          # IN
-              floating[::1] grads,           # OUT gradient of the returned loss
+def objective(Layout layout not None, Workspace ws not None, Input X not None,
+              const floating[:, ::1] Y not None,      # IN
+              const floating[::1] sw not None,        # IN  or length 0
+              floating[::1] params not None,          # IN
+              floating[::1] grads not None,           # OUT gradient of the returned loss
               double alpha, long long dropout_seed=-1):
     """Mean loss over all of X plus 0.5 alpha |W|^2 / sum(sw), and its
     gradient, computed chunk by chunk (``layout.cap`` rows at a time).
@@ -788,17 +1066,19 @@ def objective(Layout layout, Workspace ws, Input X,
     cdef const Source *src = &X.src
     cdef Py_ssize_t n = X.n_samples, start, nb, cap = layout.cap
     cdef Py_ssize_t P = layout.n_params, NC = layout.n_coef
-    cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1
-    _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1)
-    cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
+    cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1, *pkeep, *pmask
     cdef double loss = 0.0, sw_sum = 0.0
     cdef Dropout drop
     cdef Dropout *dp
-    if X.src.itemsize > <Py_ssize_t> sizeof(floating):
-        raise TypeError("a float32 kernel cannot read float64 X")
-    _dropout_state(layout, ws, dropout_seed, &drop, &dp)
-    if Y.shape[0] != n or params.shape[0] != P or grads.shape[0] != P:
-        raise ValueError("inconsistent shapes")
+    _check_network(layout, ws, X, sizeof(floating))
+    _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1, &pkeep, &pmask)
+    _check_matrix(Y.shape[0], Y.shape[1], n, net.units[net.n_layers], "Y")
+    if sw.shape[0] != 0:
+        _check_length(sw.shape[0], n, "sample_weight")
+    _check_length(params.shape[0], P, "params")
+    _check_length(grads.shape[0], P, "grads")
+    cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
+    _dropout_state(layout, pkeep, pmask, dropout_seed, &drop, &dp)
     with nogil:
         memset(&grads[0], 0, P * sizeof(floating))
         start = 0
@@ -820,10 +1100,10 @@ cdef inline Py_ssize_t _taken_rows(Py_ssize_t *counter, Py_ssize_t cap,
     return c * cap if c < (n + cap - 1) // cap else n
 
 
-def predict(Layout layout, Workspace ws, Input X,
-            const floating[::1] params,      # IN
-            const Py_ssize_t[::1] rows,      # IN  rows of X, or length 0 for all
-            floating[:, ::1] out,            # OUT (n_rows x n_outputs)
+def predict(Layout layout not None, Workspace ws not None, Input X not None,
+            const floating[::1] params not None,      # IN
+            const Py_ssize_t[::1] rows not None,      # IN  rows of X, or length 0 for all
+            floating[:, ::1] out not None,            # OUT (n_rows x n_outputs)
             const floating[:, ::1] Y=None,   # IN  targets of those rows, optional
             const floating[::1] sw=None,     # IN  their weights, optional
             bint check_finite=False,
@@ -844,8 +1124,7 @@ def predict(Layout layout, Workspace ws, Input X,
     cdef Py_ssize_t L = net.n_layers, k = net.units[L]
     cdef Py_ssize_t n = rows.shape[0] if rows.shape[0] > 0 else X.n_samples
     cdef Py_ssize_t start, nb, cap = layout.cap, ldx
-    cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1
-    _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1)
+    cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1, *pkeep, *pmask
     cdef const floating *xin
     cdef const Py_ssize_t *rp = &rows[0] if rows.shape[0] > 0 else NULL
     cdef bint with_loss = Y is not None
@@ -856,21 +1135,20 @@ def predict(Layout layout, Workspace ws, Input X,
     cdef bint bad = False
     cdef Py_ssize_t *counter = NULL
     check_finite = check_finite and not X.sparse
+    _check_network(layout, ws, X, sizeof(floating))
+    _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1, &pkeep, &pmask)
     if chunks is not None:
         if chunks.shape[0] != 1 or rows.shape[0] > 0 or Y is not None:
             raise ValueError("chunks: one counter, for all rows and no targets")
         counter = &chunks[0]
-    if X.src.itemsize > <Py_ssize_t> sizeof(floating):
-        raise TypeError("a float32 kernel cannot read float64 X")
-    if out.shape[0] != n or out.shape[1] != k or params.shape[0] != layout.n_params:
-        raise ValueError("inconsistent shapes")
+    _check_rows(rows, X.n_samples, "rows")
+    _check_matrix(out.shape[0], out.shape[1], n, k, "out")
+    _check_length(params.shape[0], layout.n_params, "params")
     if with_loss:
-        if Y.shape[0] != n or Y.shape[1] != k:
-            raise ValueError("inconsistent shapes")
+        _check_matrix(Y.shape[0], Y.shape[1], n, k, "Y")
         yp = &Y[0, 0]
         if sw is not None and sw.shape[0] > 0:
-            if sw.shape[0] != n:
-                raise ValueError("inconsistent shapes")
+            _check_length(sw.shape[0], n, "sample_weight")
             swp = &sw[0]
     with nogil:
         start = 0 if counter == NULL else _taken_rows(counter, cap, n)
@@ -911,7 +1189,7 @@ def predict(Layout layout, Workspace ws, Input X,
     return None
 
 
-def all_finite_params(const floating[::1] params):
+def all_finite_params(const floating[::1] params not None):
     """True when every parameter is finite."""
     cdef bint ok
     with nogil:
