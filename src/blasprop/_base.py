@@ -61,7 +61,6 @@ def _check_sparse_structure(X):
         _core.check_sparse(X)
 
 
-
 class _EpochOrder:
     """The training rows of each epoch, in the order scikit-learn visits them."""
 
@@ -80,7 +79,6 @@ class _EpochOrder:
         # the two gathers, which cost a noticeable share of a short epoch.
         rng.shuffle(self.sample_idx)
         return self.sample_idx if self.identity else self.train_idx[self.sample_idx]
-
 
 
 class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
