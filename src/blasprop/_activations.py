@@ -24,7 +24,6 @@ _OUTPUT_ONLY = ("softmax", "exp")
 HIDDEN_ACTIVATIONS = {
     name: code for name, code in _ACTIVATION_CODES.items() if name not in _OUTPUT_ONLY
 }
-SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 
 OUTPUT_ACTIVATIONS = {
     name: _ACTIVATION_CODES[name] for name in ("identity", "logistic") + _OUTPUT_ONLY
