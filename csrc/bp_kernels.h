@@ -11,9 +11,13 @@
 
 #include <stddef.h>
 
+/* The codes below are the only definition of each: src/blasprop/_codes.pxd
+ * exposes them to Cython and Python (cpdef enum), and every Python map of
+ * names to codes is derived from the member names (BP_LEAKY_RELU is
+ * "leaky_relu"). */
+
 /* Activation codes. Hidden layers may use any of the first nine; output
- * layers use identity, logistic, softmax or exp. Keep in sync with
- * src/blasprop/_activations.py. */
+ * layers use identity, logistic, softmax or exp. */
 enum bp_activation {
     BP_IDENTITY = 0,
     BP_LOGISTIC = 1,
@@ -36,6 +40,14 @@ enum bp_loss {
     BP_POISSON = 3,         /* exp output, half Poisson deviance, sum over outputs */
     BP_HUBER = 4,           /* identity output, Huber, mean over outputs */
     BP_ABSOLUTE_ERROR = 5   /* identity output, absolute error, mean over outputs */
+};
+
+/* Solver codes of the training epoch. bp_step takes BP_SGD or BP_ADAM;
+ * AdamW is BP_ADAM's step with a weight decay. */
+enum bp_solver {
+    BP_SGD = 0,
+    BP_ADAM = 1,
+    BP_ADAMW = 2
 };
 
 #include <stdint.h>
@@ -81,8 +93,8 @@ int bp_act_needs_z(int act);
     /* x *= c; returns the sum of squares of x before, in double */             \
     double bp_decay_sumsq_##S(REAL *x, ptrdiff_t n, REAL c);                      \
     /* Fused mini-batch step: g = (g + alpha p) / sw_sum on the weights       \
-     * (g / sw_sum on the intercepts), then the SGD (solver 0) or Adam /     \
-     * AdamW (solver 1) update of p. Returns sum(p[:n_coef]^2) after the     \
+     * (g / sw_sum on the intercepts), then the SGD (BP_SGD) or Adam /       \
+     * AdamW (BP_ADAM) update of p. Returns sum(p[:n_coef]^2) after the     \
      * update, which is the next batch's L2 term. */                          \
     double bp_step_##S(int solver, REAL *p, REAL *s1, REAL *s2, REAL *g,      \
                        ptrdiff_t n_coef, ptrdiff_t n, double alpha,           \

@@ -205,7 +205,7 @@ def test_show_config_rejects_unknown_mode():
 def test_small_matrix_gemm_follows_the_openblas_core():
     """The small-matrix gemm routing is chosen from the core OpenBLAS reports
     for SciPy's BLAS; other cores and other BLAS keep gemv and ger."""
-    from blasprop._base import _choose_vector_gemm
+    from blasprop._threads import _choose_vector_gemm
     from blasprop._blas import vector_gemm
     from blasprop._config import scipy_blas, small_matrix_gemm
 

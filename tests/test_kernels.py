@@ -148,6 +148,7 @@ def _layout(units=UNITS, cap=CAP, acts=(1, 0)):
 
 def _kernel_args(dtype, sparse):
     from blasprop import _core
+    from blasprop._codes import bp_solver
 
     rng = np.random.RandomState(0)
     layout = _layout()
@@ -168,7 +169,7 @@ def _kernel_args(dtype, sparse):
         grads=np.zeros(P, dtype),
         state1=np.zeros(P, dtype),
         state2=np.zeros(P, dtype),
-        solver=_core.ADAM,
+        solver=bp_solver.BP_ADAM,
         rows=np.arange(0, 20, 3, dtype=np.intp),
         out=np.zeros((7, UNITS[-1]), dtype),
         Y_rows=rng.randn(7, UNITS[-1]).astype(dtype),

@@ -1,34 +1,46 @@
 """Names of activations and losses, and their codes in the C kernels.
 
-The codes mirror ``enum bp_activation`` and ``enum bp_loss`` in
-``csrc/bp_kernels.h``.
+The codes are defined once, by ``enum bp_activation`` and ``enum bp_loss``
+in ``csrc/bp_kernels.h``; the maps here take the names from the members
+(``BP_LEAKY_RELU`` is ``"leaky_relu"``).
 """
 
-# Hidden-layer activations: scikit-learn's four, then blasprop's own.
-HIDDEN_ACTIVATIONS = {
-    "identity": 0,
-    "logistic": 1,
-    "tanh": 2,
-    "relu": 3,
-    "leaky_relu": 4,  # slope 0.01 for x < 0
-    "elu": 5,  # alpha 1
-    "gelu": 6,  # exact: x * Phi(x), Phi the normal CDF (erf form)
-    "silu": 7,  # x * sigmoid(x)
-    "softplus": 8,  # log(1 + e^x)
-}
-SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+from ._codes import bp_activation, bp_loss
 
-OUTPUT_ACTIVATIONS = {"identity": 0, "logistic": 1, "softmax": 9, "exp": 10}
+
+def _names(enum):
+    return {member.name.removeprefix("BP_").lower(): int(member) for member in enum}
+
+
+_ACTIVATION_CODES = _names(bp_activation)
+_LOSS_CODES = _names(bp_loss)
+
+# Activations only an output layer has (they couple or bound the outputs).
+_OUTPUT_ONLY = ("softmax", "exp")
+
+# Hidden-layer activations: scikit-learn's four, then blasprop's own
+# (leaky_relu: slope 0.01 for x < 0; elu: alpha 1; gelu: exact, x * Phi(x)
+# with Phi the normal CDF; silu: x * sigmoid(x); softplus: log(1 + e^x)).
+HIDDEN_ACTIVATIONS = {
+    name: code for name, code in _ACTIVATION_CODES.items() if name not in _OUTPUT_ONLY
+}
+
+OUTPUT_ACTIVATIONS = {
+    name: _ACTIVATION_CODES[name] for name in ("identity", "logistic") + _OUTPUT_ONLY
+}
 
 # loss name -> (code, output activation)
 REGRESSION_LOSSES = {
-    "squared_error": (0, "identity"),
-    "poisson": (3, "exp"),
-    "huber": (4, "identity"),
-    "absolute_error": (5, "identity"),
+    name: (_LOSS_CODES[name], out)
+    for name, out in (
+        ("squared_error", "identity"),
+        ("poisson", "exp"),
+        ("huber", "identity"),
+        ("absolute_error", "identity"),
+    )
 }
-LOG_LOSS = 1  # softmax output, multiclass
-BINARY_LOG_LOSS = 2  # logistic output, binary and multilabel
+LOG_LOSS = _LOSS_CODES["log_loss"]  # softmax output, multiclass
+BINARY_LOG_LOSS = _LOSS_CODES["binary_log_loss"]  # logistic output, binary and multilabel
 
 
 def hidden_activation_names(activation, n_hidden):

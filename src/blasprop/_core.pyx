@@ -59,14 +59,8 @@ cdef int _reraise() except -1:
     return -1
 
 
-# Solver codes shared with _base.py
-cdef enum:
-    SOLVER_SGD = 0
-    SOLVER_ADAM = 1
-    SOLVER_ADAMW = 2
-SGD = SOLVER_SGD
-ADAM = SOLVER_ADAM
-ADAMW = SOLVER_ADAMW
+# Solver codes (enum bp_solver in bp_kernels.h)
+from ._codes cimport BP_SGD as SOLVER_SGD, BP_ADAM as SOLVER_ADAM, BP_ADAMW as SOLVER_ADAMW
 
 # Work (rows x parameters) between two checks for Ctrl-C: ~a millisecond.
 cdef Py_ssize_t SIGNAL_WORK = 1 << 22

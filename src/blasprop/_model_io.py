@@ -35,6 +35,9 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from ._activations import OUTPUT_ACTIVATIONS
+from ._optimizer import STOCHASTIC_SOLVERS
+
 __all__ = [
     "save", "load", "load_with_info", "load_metadata", "read_info", "FORMAT_VERSION", "MAGIC",
 ]
@@ -94,9 +97,9 @@ _SCALAR_ATTRS = (
     ("_no_improvement_count", "int"),
 )
 _LIST_ATTRS = ("loss_curve_", "validation_scores_", "validation_loss_curve_")  # float64 arrays
-_OUT_ACTIVATIONS = {"identity", "logistic", "softmax", "exp"}
+_OUT_ACTIVATIONS = set(OUTPUT_ACTIVATIONS)  # the file stores names, not codes
 _LABEL_TYPES = {"binary", "multiclass", "multilabel-indicator"}
-_STOCHASTIC_SOLVERS = {"sgd", "adam", "adamw"}
+_STOCHASTIC_SOLVERS = set(STOCHASTIC_SOLVERS)
 
 # Parameters that JSON cannot hold and that a model does not need: stored as
 # null (listed in "unsaved_params") so the loaded model gets the default.

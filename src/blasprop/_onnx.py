@@ -23,13 +23,13 @@ import os
 
 import numpy as np
 
+from ._activations import HIDDEN_ACTIVATIONS, hidden_activation_names
+from ._version import __version__
+
 __all__ = ["to_onnx", "OPSET"]
 
 OPSET = 17
 _IR_VERSION = 8  # the IR version that goes with opset 17; readable by onnxruntime >= 1.13
-HIDDEN_ACTIVATIONS = (
-    "identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "softplus",
-)
 
 
 def _import_onnx():
@@ -122,16 +122,6 @@ def _hidden(g, act, x):
     )
 
 
-def _hidden_activations(estimator, n_hidden):
-    act = estimator.activation
-    if isinstance(act, str):
-        return [act] * n_hidden
-    acts = list(act)
-    if len(acts) != n_hidden:
-        raise ValueError(f"activation lists {len(acts)} functions for {n_hidden} hidden layers")
-    return acts
-
-
 def _label_dtype(classes):
     """ONNX-friendly dtype for the label constant (and the "label" output)."""
     kind = classes.dtype.kind
@@ -183,7 +173,7 @@ def to_onnx(estimator, path=None):
     g = _Graph(helper, numpy_helper, dtype)
 
     x = "X"
-    acts = _hidden_activations(estimator, len(coefs) - 1)
+    acts = hidden_activation_names(estimator.activation, len(coefs) - 1)
     for i, (w, b) in enumerate(zip(coefs, intercepts)):
         x = g.op("MatMul", [x, g.const(w, f"coef_{i}")])
         x = g.op("Add", [x, g.const(b, f"intercept_{i}")])
@@ -257,7 +247,7 @@ def to_onnx(estimator, path=None):
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="blasprop",
-        producer_version=_version(),
+        producer_version=__version__,
         doc_string=f"{type(estimator).__name__} exported by blasprop.to_onnx",
     )
     model.ir_version = _IR_VERSION
@@ -266,10 +256,3 @@ def to_onnx(estimator, path=None):
         onnx.save_model(model, os.fspath(path))
     return model
 
-
-def _version():
-    try:
-        from . import __version__
-    except ImportError:  # pragma: no cover
-        return "unknown"
-    return str(__version__)

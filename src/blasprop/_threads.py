@@ -1,0 +1,127 @@
+"""How blasprop uses the BLAS library's threads, and the gemm policy.
+
+BLAS has one thread count per process. Training on small matrix products
+runs BLAS on one thread (hand-offs between threads cost more than the
+products); prediction runs BLAS on one thread per caller thread and spreads
+its chunks over as many threads as BLAS may use. Overlapping users share the
+one-thread limit: the first to enter sets it, the last to leave restores it.
+"""
+
+import contextlib
+import threading
+
+import numpy as np
+
+from . import _blas, _core
+
+# When the largest matrix product of a batch has fewer multiply-adds than
+# this, training runs BLAS on one thread: spreading such small products over
+# threads costs more in hand-offs than it gains, and far more on a busy
+# machine (docs/performance.md, 2026-12-04).
+_SMALL_GEMM = 1 << 22
+_THREADPOOLS = None
+# The limit is process-wide (BLAS has one thread count), so overlapping fits
+# share it: the first to enter sets one thread, the last to leave restores
+# what was there. Saving and restoring per fit would let a fit that started
+# under another's limit "restore" that limit for good.
+_THREAD_LOCK = threading.Lock()
+_THREAD_USERS = 0
+_THREAD_RESTORE = None
+
+
+def _threadpools():
+    global _THREADPOOLS
+    if _THREADPOOLS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _THREADPOOLS = ThreadpoolController()  # scans the loaded libraries once
+    return _THREADPOOLS
+
+
+_VECTOR_POLICY = None
+
+
+def _choose_vector_gemm():
+    """Once per process: tell the BLAS gateway which vector shapes and
+    transposes to send to gemm's small-matrix kernels, from the BLAS build
+    SciPy uses (see _blas.pyx and _config.small_matrix_gemm)."""
+    global _VECTOR_POLICY
+    if _VECTOR_POLICY is None:
+        from ._config import scipy_blas, small_matrix_gemm
+
+        small = small_matrix_gemm(scipy_blas())
+        # float one-row products stay on sgemv, which was the faster there
+        _VECTOR_POLICY = (small, False, small, small, small)
+        _blas.set_vector_gemm(*_VECTOR_POLICY)
+    return _VECTOR_POLICY
+
+
+def blas_thread_count():
+    """How many threads BLAS may use now (threadpoolctl's limit, if any)."""
+    return max((c.num_threads for c in _threadpools().lib_controllers
+                if c.user_api == "blas"), default=1)
+
+
+@contextlib.contextmanager
+def blas_threads_for_fit(units, rows):
+    """One BLAS thread for the duration of a fit on small products."""
+    work = max(rows * a * b for a, b in zip(units, units[1:]))
+    if work >= _SMALL_GEMM:
+        yield
+        return
+    with one_blas_thread():
+        yield
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """BLAS on one thread until the last overlapping user leaves."""
+    global _THREAD_USERS, _THREAD_RESTORE
+    with _THREAD_LOCK:
+        _threadpools()
+        if _THREAD_USERS == 0:
+            _THREAD_RESTORE = _THREADPOOLS.limit(limits=1, user_api="blas")
+        _THREAD_USERS += 1
+    try:
+        yield
+    finally:
+        with _THREAD_LOCK:
+            _THREAD_USERS -= 1
+            if _THREAD_USERS == 0:
+                _THREAD_RESTORE.restore_original_limits()
+                _THREAD_RESTORE = None
+
+
+def parallel_predict(net, dtype, X_in, params, out, check_finite):
+    """``_core.predict`` of all rows of ``X_in`` into ``out``, its chunks
+    shared by threads: each takes the next chunk when it is free (the cores
+    of a shared machine are often not equally fast; an even split waits
+    for the slower one). The chunks are the same whatever the number of
+    threads, so the predictions are too, bit for bit."""
+    n, cap = out.shape[0], net.layout.cap
+    n_threads = min(blas_thread_count(), -(-n // cap))
+    no_rows = np.empty(0, np.intp)
+    if n_threads < 2:
+        _core.predict(net.layout, net.workspace(dtype, X_in.sparse), X_in, params,
+                      no_rows, out, check_finite=check_finite)
+        return
+    chunks = np.zeros(1, np.intp)
+    errors = []
+
+    def part():
+        try:
+            _core.predict(net.layout, net.workspace(dtype, X_in.sparse), X_in, params,
+                          no_rows, out, check_finite=check_finite, chunks=chunks)
+        except BaseException as exc:  # raised again in the calling thread
+            errors.append(exc)
+
+    with one_blas_thread():
+        helpers = [threading.Thread(target=part, daemon=True)
+                   for _ in range(1, n_threads)]
+        for h in helpers:
+            h.start()
+        part()
+        for h in helpers:
+            h.join()
+    if errors:
+        raise errors[0]
