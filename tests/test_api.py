@@ -868,3 +868,24 @@ def test_readme_gives_that_filter():
     migrating = migrating[: migrating.index("\n## ", 3)]
     assert README_FILTER in migrating
     assert 'module="sklearn|blasprop"' in migrating
+
+
+def test_pickles_naming_the_old_optimizer_location_still_load():
+    """blasprop 0.1.0 pickled the optimizer state as blasprop._base._Optimizer
+    (without the solver's code); such pickles load and partial_fit goes on."""
+    import pickle
+
+    from blasprop import MLPRegressor
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 4)), rng.normal(size=60)
+    est = MLPRegressor(hidden_layer_sizes=(5,), max_iter=3, random_state=0).fit(X, y)
+    # protocol 2 names classes as "c<module>\n<name>\n", with no frame lengths
+    blob = pickle.dumps(est, protocol=2)
+    patched = blob.replace(b"cblasprop._optimizer\nOptimizer\n", b"cblasprop._base\n_Optimizer\n")
+    assert patched != blob and b"blasprop._optimizer" not in patched
+    loaded = pickle.loads(patched)
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+    loaded.partial_fit(X, y)
+    est.partial_fit(X, y)
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))

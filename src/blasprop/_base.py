@@ -44,6 +44,10 @@ from ._optimizer import SOLVERS, STOCHASTIC_SOLVERS, Optimizer
 from ._progress import EpochReporter
 from ._threads import blas_threads_for_fit, parallel_predict
 
+# Pickles of fitted estimators from blasprop 0.1.0 name the optimizer state
+# blasprop._base._Optimizer; it has the same attributes under its new name.
+_Optimizer = Optimizer
+
 try:  # scikit-learn >= 1.9: its callback API (set_callbacks, ProgressBar, ...)
     from sklearn.callback import CallbackSupportMixin as _CallbackSupport
 except ImportError:  # pragma: no cover - older scikit-learn

@@ -22,7 +22,6 @@ class Optimizer:
     def __init__(self, solver, n_params, dtype, learning_rate_init, lr_schedule,
                  power_t):
         self.solver = solver
-        self.code = SOLVER_CODES[solver]
         self.learning_rate_init = learning_rate_init
         self.learning_rate = float(learning_rate_init)
         self.lr_schedule = lr_schedule if solver == "sgd" else "constant"
@@ -30,6 +29,12 @@ class Optimizer:
         self.t = 0
         self.state1 = np.zeros(n_params, dtype=dtype)
         self.state2 = np.zeros(n_params if solver != "sgd" else 1, dtype=dtype)
+
+    @property
+    def code(self):
+        """The solver's code in the compiled core (derived, so that the
+        state pickled by older versions, which lacks it, still works)."""
+        return SOLVER_CODES[self.solver]
 
     def fits(self, solver, n_params, dtype):
         """Whether training can continue from this state."""
