@@ -206,7 +206,7 @@ def test_small_matrix_gemm_follows_the_openblas_core():
     """The small-matrix gemm routing is chosen from the core OpenBLAS reports
     for SciPy's BLAS; other cores and other BLAS keep gemv and ger."""
     from blasprop._base import _choose_vector_gemm
-    from blasprop._blas import vector_gemm
+    from blasprop._blas_policy import current as vector_gemm
     from blasprop._config import scipy_blas, small_matrix_gemm
 
     def pool(api, arch):

@@ -78,18 +78,11 @@ _VECTOR_POLICY = None
 
 
 def _choose_vector_gemm():
-    """Once per process: tell the BLAS gateway which vector shapes and
-    transposes to send to gemm's small-matrix kernels, from the BLAS build
-    SciPy uses (see _blas.pyx and _config.small_matrix_gemm)."""
-    global _VECTOR_POLICY
-    if _VECTOR_POLICY is None:
-        from ._config import scipy_blas, small_matrix_gemm
+    """Once per process: set the BLAS gateway's routing policy from the BLAS
+    SciPy uses (see _blas_policy)."""
+    from ._blas_policy import choose
 
-        small = small_matrix_gemm(scipy_blas())
-        # float one-row products stay on sgemv, which was the faster there
-        _VECTOR_POLICY = (small, False, small, small, small)
-        _blas.set_vector_gemm(*_VECTOR_POLICY)
-    return _VECTOR_POLICY
+    return choose()
 
 
 def _blas_thread_count():
