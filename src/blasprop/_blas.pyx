@@ -238,12 +238,14 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
         return
     if m == 1 and not (_policy.rows_gemm_double if floating is double
                        else _policy.rows_gemm_float):
-        # the row c = alpha op(B)ᵀ a + beta c, a = the row of op(A)
+        # the row c = alpha op(B)ᵀ a + beta c, a = the row of op(A); B is
+        # stored n x k (trans_b) or k x n
         _gemv(not trans_b, n if trans_b else k, k if trans_b else n, alpha, B, ldb,
               A, lda if trans_a else 1, beta, C, 1)
         return
     if n == 1:
-        # the column c = alpha op(A) b + beta c, b = the column of op(B)
+        # the column c = alpha op(A) b + beta c, b = the column of op(B); A
+        # is stored k x m (trans_a) or m x k
         _gemv(trans_a, k if trans_a else m, m if trans_a else k, alpha, A, lda,
               B, 1 if trans_b else ldb, beta, C, ldc)
         return
@@ -258,8 +260,9 @@ cdef void gemm(bint trans_a, bint trans_b, blas_int m, blas_int n, blas_int k,
             _ger(m, n, alpha, A, inc_a, B, inc_b, C, ldc)
             return
         if inc_b == 1 and (floating is float or not (trans_a and not trans_b)):
-            # as "N", "N": a is an m x 1 matrix with row length its stride,
-            # b (stride 1) a 1 x n matrix with row length n
+            # as "N", "N", the form the small kernels are fastest at: a is an
+            # m x 1 matrix with row length its stride, b (stride 1) a 1 x n
+            # matrix with row length n
             _gemm(False, False, m, n, k, alpha, A, inc_a, B, n, beta, C, ldc)
             return
     cdef floating bt[BT_CAPACITY]
