@@ -299,3 +299,11 @@ def test_check_blas_int():
     check_blas_int(BLAS_INT_MAX, "n")
     with pytest.raises(OverflowError, match="n .* exceeds"):
         check_blas_int(BLAS_INT_MAX + 1, "n")
+
+
+def test_routes_follow_the_small_matrix_kernels():
+    from blasprop._blas_policy import routes_for
+
+    assert routes_for(False) == Routes()  # level 2, no small-kernel forms
+    # float one-row products stay on sgemv even with the small kernels
+    assert routes_for(True) == POLICIES["skylakex"]

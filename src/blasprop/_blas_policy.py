@@ -12,9 +12,7 @@ depends only on the BLAS build and results are reproducible on a machine.
 
 from typing import NamedTuple
 
-from . import _blas
-
-__all__ = ["SMALL_GEMM_CORES", "SMALL_KERNEL_LIMITS", "Routes", "choose", "current",
+__all__ = ["SMALL_GEMM_CORES", "SMALL_KERNEL_LIMITS", "Routes", "choose", "current", "routes_for",
            "small_matrix_gemm", "use"]
 
 # OpenBLAS cores whose gemm has kernels for small matrices (OpenBLAS's
@@ -62,11 +60,17 @@ def routes_for(small):
 
 def use(routes):
     """Set the gateway's policy: ``routes`` with the small kernels' limits."""
+    # imported here, not above: show_config reads this module and must work
+    # even when the compiled gateway does not load
+    from . import _blas
+
     _blas.set_policy(**Routes(*routes)._asdict(), **SMALL_KERNEL_LIMITS)
 
 
 def current():
     """The routes the gateway uses now."""
+    from . import _blas
+
     policy = _blas.get_policy()
     return Routes(**{name: bool(policy[name]) for name in Routes._fields})
 
