@@ -9,7 +9,7 @@
  * speedup any BLAS-based implementation of blasprop's design can show.
  *
  * POLICY is the gateway's choice for the loaded BLAS (see
- * blasprop._blas.vector_gemm): "level2" (gemv, ger, dot, axpy for vector
+ * blasprop._blas_policy.current): "level2" (gemv, ger, dot, axpy for vector
  * shapes; BLAS builds without small-matrix kernels) or "small" (one-row
  * products and rank-one updates to gemm, Bᵀ copied to an untransposed block,
  * Aᵀ·B summed over row blocks of at most 64³ multiply-adds).

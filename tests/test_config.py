@@ -205,8 +205,7 @@ def test_show_config_rejects_unknown_mode():
 def test_small_matrix_gemm_follows_the_openblas_core():
     """The small-matrix gemm routing is chosen from the core OpenBLAS reports
     for SciPy's BLAS; other cores and other BLAS keep gemv and ger."""
-    from blasprop._threads import _choose_vector_gemm
-    from blasprop._blas import vector_gemm
+    from blasprop._blas_policy import choose, current
     from blasprop._config import scipy_blas, small_matrix_gemm
 
     def pool(api, arch):
@@ -221,5 +220,5 @@ def test_small_matrix_gemm_follows_the_openblas_core():
     assert not small_matrix_gemm([])
     # what this process chose is what its BLAS reports
     small = small_matrix_gemm(scipy_blas())
-    assert _choose_vector_gemm() == (small, False, small, small, small)
-    assert vector_gemm() == (small, False, small, small, small)
+    assert choose() == (small, False, small, small, small)
+    assert current() == (small, False, small, small, small)

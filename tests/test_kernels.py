@@ -1,74 +1,14 @@
-"""The BLAS gateway and the forward kernels against numpy."""
+"""The forward kernels against numpy (the BLAS gateway: test_blas.py)."""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from blasprop import MLPClassifier, MLPRegressor
-from blasprop._blas import gemm_memview, set_vector_gemm, vector_gemm
 
 from ._reference import HIDDEN, forward
 
 DTYPES = [(np.float64, 1e-12), (np.float32, 1e-5)]
-
-
-@pytest.mark.parametrize("dtype,rtol", DTYPES)
-@pytest.mark.parametrize("trans_a", [False, True])
-@pytest.mark.parametrize("trans_b", [False, True])
-@pytest.mark.parametrize("beta", [0.0, 1.0, 2.0])
-@pytest.mark.parametrize(
-    "m,n,k",
-    # vector shapes take the dot / axpy / gemv / ger paths of the gateway
-    [(1, 1, 1), (1, 1, 6), (1, 7, 3), (5, 1, 4), (13, 9, 1), (1, 9, 1), (7, 1, 1),
-     (33, 17, 65),
-     # past 64^3 multiply-adds with a small C: A'B in row blocks
-     (39, 39, 200), (7, 5, 7500),
-     # B' copied: 64 x 64 (the largest copied) and 65 x 64 (not copied);
-     # 16 rows (the fewest copied)
-     (200, 64, 64), (200, 65, 64), (16, 9, 5),
-     # A op(B) in blocks of rows within 10^6 multiply-adds: 657 rows of
-     # 39 x 39 (one block), 658 (two), 1,315 (three); 245 rows of 64 x 64
-     # (blocks of 244); 65 x 64 is not cut
-     (657, 39, 39), (658, 39, 39), (1315, 39, 39), (245, 64, 64), (300, 65, 64)],
-)
-@pytest.mark.parametrize("vector_gemm_policy", ["level-2", "gemm"])
-def test_gemm_matches_numpy(dtype, rtol, trans_a, trans_b, m, n, k, beta,
-                            vector_gemm_policy):
-    # one-row products and rank-one updates take gemv / ger or gemm, and
-    # transposed products their small-kernel forms, whichever the BLAS build
-    # is faster at (blasprop._base picks): both ways
-    saved = vector_gemm()
-    set_vector_gemm(*[vector_gemm_policy == "gemm"] * 5)
-    try:
-        _check_gemm(dtype, rtol, trans_a, trans_b, m, n, k, beta)
-    finally:
-        set_vector_gemm(*saved)
-
-
-def _check_gemm(dtype, rtol, trans_a, trans_b, m, n, k, beta):
-    rng = np.random.RandomState(m * 100 + n * 10 + k)
-    A = rng.randn(*((k, m) if trans_a else (m, k))).astype(dtype)
-    B = rng.randn(*((n, k) if trans_b else (k, n))).astype(dtype)
-    C = rng.randn(m, n).astype(dtype)
-    if beta == 0:
-        C[:] = np.nan  # beta = 0 must overwrite, not multiply, what is there
-    opA = (A.T if trans_a else A).astype(np.float64)
-    opB = (B.T if trans_b else B).astype(np.float64)
-    expected = 0.5 * (opA @ opB)
-    # the forward error bound of a k-term sum in the dtype (k u |A||B|),
-    # whatever the order BLAS sums in, plus the rounding of beta C
-    bound = k * np.finfo(dtype).eps * 0.5 * (np.abs(opA) @ np.abs(opB))
-    if beta != 0:
-        expected += beta * C.astype(np.float64)
-        bound += 2 * np.finfo(dtype).eps * np.abs(beta * C.astype(np.float64))
-    gemm_memview(trans_a, trans_b, 0.5, A, B, beta, C)
-    np.testing.assert_array_less(np.abs(C - expected), bound + rtol * 1e-3)
-
-
-def test_gemm_rejects_bad_shapes():
-    A = np.ones((2, 3))
-    with pytest.raises(ValueError, match="incompatible"):
-        gemm_memview(False, False, 1.0, A, np.ones((2, 3)), 0.0, np.ones((2, 3)))
 
 
 def _fitted(est, X, y):
@@ -380,15 +320,6 @@ def test_buffer_sizes_beyond_memory_are_refused():
     peak = _peak_traced(lambda: pytest.raises(
         OverflowError, _core.Layout, [2**30] * 5, [1, 1, 1, 0], 0, 1.0, 2**30))
     assert peak < 1 << 20
-
-
-def test_check_blas_int():
-    from blasprop._blas import BLAS_INT_MAX, check_blas_int
-
-    assert BLAS_INT_MAX in (2**31 - 1, 2**63 - 1)
-    check_blas_int(BLAS_INT_MAX, "n")
-    with pytest.raises(OverflowError, match="n .* exceeds"):
-        check_blas_int(BLAS_INT_MAX + 1, "n")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

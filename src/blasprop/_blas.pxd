@@ -1,5 +1,6 @@
 # The BLAS gateway: the only module that cimports scipy.linalg.cython_blas.
-# Row-major wrappers over float/double; see _blas.pyx.
+# gemm routes a row-major float/double product to the BLAS routine that suits
+# its shape under the process's policy; see _blas.pyx.
 from cython cimport floating
 
 include "_blas_int.pxi"

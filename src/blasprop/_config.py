@@ -16,6 +16,8 @@ import platform
 import sys
 import warnings
 
+from ._blas_policy import SMALL_GEMM_CORES, small_matrix_gemm  # noqa: F401
+
 __all__ = ["show_config"]
 
 _MODES = ("stdout", "dicts")
@@ -91,21 +93,6 @@ def _runtime_blas(build_name):
 def scipy_blas():
     """SciPy's loaded BLAS libraries (threadpoolctl's entries), [] if unknown."""
     return _runtime_blas(_scipy_build_blas().get("name")) or []
-
-
-def small_matrix_gemm(loaded):
-    """Whether SciPy's BLAS, as ``scipy_blas`` lists it, is an OpenBLAS whose
-    core has small-matrix gemm kernels (see _blas.pyx)."""
-    return any(p.get("internal_api") == "openblas"
-               and (p.get("architecture") or "").lower() in SMALL_GEMM_CORES
-               for p in loaded)
-
-
-# OpenBLAS cores whose gemm has kernels for small matrices (OpenBLAS's
-# KERNEL.SKYLAKEX, which its Cooperlake and SapphireRapids targets include):
-# there blasprop sends its one-row products and rank-one updates to gemm
-# (measured on SkylakeX; the others are inferred from the shared kernels).
-SMALL_GEMM_CORES = {"skylakex", "cooperlake", "sapphirerapids"}
 
 
 def blas_environment():

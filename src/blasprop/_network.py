@@ -14,7 +14,7 @@ from ._activations import (
     OUTPUT_ACTIVATIONS,
     hidden_activation_names,
 )
-from ._threads import _choose_vector_gemm
+from ._blas_policy import choose as choose_blas_routes
 
 # How many times a prediction reads the fitted attributes twice over before
 # it gives up on getting the same objects both times (another thread keeps
@@ -61,7 +61,7 @@ class Network:
 
     def __init__(self, units, hidden_acts, out_act, loss_code, huber_delta, cap,
                  dropout=None):
-        _choose_vector_gemm()
+        choose_blas_routes()
         codes = [HIDDEN_ACTIVATIONS[a] for a in hidden_acts]
         codes.append(OUTPUT_ACTIVATIONS[out_act])
         self.units = list(units)

@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from . import _blas, _core
+from . import _core
 
 # When the largest matrix product of a batch has fewer multiply-adds than
 # this, training runs BLAS on one thread: spreading such small products over
@@ -36,24 +36,6 @@ def _threadpools():
 
         _THREADPOOLS = ThreadpoolController()  # scans the loaded libraries once
     return _THREADPOOLS
-
-
-_VECTOR_POLICY = None
-
-
-def _choose_vector_gemm():
-    """Once per process: tell the BLAS gateway which vector shapes and
-    transposes to send to gemm's small-matrix kernels, from the BLAS build
-    SciPy uses (see _blas.pyx and _config.small_matrix_gemm)."""
-    global _VECTOR_POLICY
-    if _VECTOR_POLICY is None:
-        from ._config import scipy_blas, small_matrix_gemm
-
-        small = small_matrix_gemm(scipy_blas())
-        # float one-row products stay on sgemv, which was the faster there
-        _VECTOR_POLICY = (small, False, small, small, small)
-        _blas.set_vector_gemm(*_VECTOR_POLICY)
-    return _VECTOR_POLICY
 
 
 def blas_thread_count():
