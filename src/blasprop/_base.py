@@ -171,23 +171,22 @@ def _predict_chunk_rows(units, itemsize, n_rows):
 
 def _parallel_predict(net, dtype, X_in, params, out, check_finite):
     """``_core.predict`` of all rows of ``X_in`` into ``out``, its chunks
-    shared by threads: each takes the next chunk when it is free (the cores
-    of a shared machine are often not equally fast; an even split waits
-    for the slower one)."""
+    shared by threads (``_core.predict_shared``): each takes the next chunk
+    when it is free (the cores of a shared machine are often not equally
+    fast; an even split waits for the slower one)."""
     n, cap = out.shape[0], net.layout.cap
     n_threads = min(_blas_thread_count(), -(-n // cap))
-    no_rows = np.empty(0, np.intp)
     if n_threads < 2:
         _core.predict(net.layout, net.workspace(dtype, X_in.sparse), X_in, params,
-                      no_rows, out, check_finite=check_finite)
+                      out, check_finite=check_finite)
         return
     chunks = np.zeros(1, np.intp)
     errors = []
 
     def part():
         try:
-            _core.predict(net.layout, net.workspace(dtype, X_in.sparse), X_in, params,
-                          no_rows, out, check_finite=check_finite, chunks=chunks)
+            _core.predict_shared(net.layout, net.workspace(dtype, X_in.sparse), X_in,
+                                 params, out, chunks, check_finite=check_finite)
         except BaseException as exc:  # raised again in the calling thread
             errors.append(exc)
 
@@ -948,8 +947,9 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
             _parallel_predict(net, dtype, X_in, params, out, check_finite)
             return out
         ws = net.workspace(dtype, X_in.sparse)
-        rows = np.empty(0, np.intp) if rows is None else np.ascontiguousarray(rows, np.intp)
-        loss = _core.predict(net.layout, ws, X_in, params, rows, out, Y, sw)
+        rows = (np.arange(n, dtype=np.intp) if rows is None
+                else np.ascontiguousarray(rows, np.intp))
+        loss = _core.predict_rows(net.layout, ws, X_in, params, rows, out, Y, sw)
         return out if Y is None else (out, loss)
 
     def _forward_pass_fast(self, X, check_input=True, model=None):
