@@ -12,12 +12,17 @@ rows, targets and weights, every layer's activations (and pre-activations for
 the activations whose derivative needs them) and two delta buffers used in
 turn. Both are allocated once per fit; nothing is allocated per batch.
 
-``_fwd_bwd`` is the one kernel every caller shares: for a chunk of rows it
-runs the forward pass, the loss and its output delta, and the backward pass,
-adding the unnormalised gradient into ``grads``. A training epoch calls it
-once per mini-batch and then steps the optimizer; the full-data objective for
-L-BFGS and for the gradient checker calls it once per chunk of rows. Every
-matrix product goes through ``_blas.gemm``; the elementwise work is in
+A chunk of rows (``Chunk``) goes through three kernels every caller shares:
+``_forward`` (Z = A W + b, A' = f(Z) for every layer), ``_loss`` (the loss
+and the output delta) and ``_backward`` (the deltas back through the layers,
+adding the unnormalised gradient into ``grads``); ``_fwd_bwd`` runs the
+three. A training epoch runs them once per mini-batch and then steps the
+optimizer (``Optimizer``, ``_optimizer_step``); the full-data objective for
+L-BFGS and for the gradient checker runs them once per chunk of rows; the
+predictions run ``_forward`` alone. Plain SGD (momentum 0) updates the
+weights inside the backward pass instead (``PlainSgd``), and at batch size
+1 keeps them as a factor times a matrix (``Scaled``, a section of its own).
+Every matrix product goes through ``_blas.gemm``; the elementwise work is in
 ``csrc/``. The Python layer calls ``epoch`` once per epoch, with the GIL
 released for the whole of it. Nothing inside the ``nogil`` blocks raises: a
 pending signal sets a flag, the loop stops at the next batch boundary, and the
@@ -68,7 +73,9 @@ SGD = SOLVER_SGD
 ADAM = SOLVER_ADAM
 ADAMW = SOLVER_ADAMW
 
-# Work (rows x parameters) between two checks for Ctrl-C: ~a millisecond.
+# Work (rows x parameters) between two checks for Ctrl-C: often enough that
+# an interrupt stops a fit at once, rarely enough that taking the GIL for the
+# check costs nothing measurable.
 cdef Py_ssize_t SIGNAL_WORK = 1 << 22
 
 # Codes the C kernels know (enum bp_activation and bp_loss in bp_kernels.h).
@@ -639,7 +646,7 @@ cdef struct Scaled:
 
 
 # A layer's factor is folded into its weights when it falls below this (it
-# falls by 1 - lr alpha per row: ~1e-6 per row with the defaults).
+# falls by 1 - lr alpha per row: ~1e-6 with the defaults).
 cdef double WSCALE_MIN = 1e-3
 
 
