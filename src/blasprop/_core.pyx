@@ -50,7 +50,7 @@ from ._blas import BLAS_INT_MAX, check_blas_int
 from ._ckernels cimport (
     bp_act_needs_z, bp_prefetch, fill_rows, activate, act_grad, loss_delta,
     loss_only, colsum_add, finish_grad, sumsq, decay_sumsq, step, all_finite,
-    dropout, mul, dot, bp_take, bp_take_none,
+    dropout, mul, dot, bp_take, bp_take_none, bp_step_settings,
 )
 from libc.stdint cimport uint64_t, int32_t, int64_t
 
@@ -978,20 +978,30 @@ cdef double _optimizer_step(Optimizer *opt, const Net *net, floating *params,
     the step (the next batch's L2 term); with ``intercepts_only`` (plain SGD
     has already updated the weights) steps the intercepts and returns 0."""
     cdef Py_ssize_t NC = net.n_coef, P = net.n_params
-    cdef double lr_t
+    cdef bp_step_settings k
+    k.solver = 0 if opt.solver == SOLVER_SGD else 1
     if opt.solver == SOLVER_SGD:
-        lr_t = opt.lr
+        k.lr = opt.lr
     else:
         opt.t += 1
-        lr_t = (opt.lr * sqrt(1.0 - pow(opt.beta_2, <double> opt.t))
+        k.lr = (opt.lr * sqrt(1.0 - pow(opt.beta_2, <double> opt.t))
                 / (1.0 - pow(opt.beta_1, <double> opt.t)))
+    k.momentum = opt.momentum
+    k.nesterov = opt.nesterov
+    k.beta_1 = opt.beta_1
+    k.beta_2 = opt.beta_2
+    k.eps = opt.epsilon
+    k.alpha = opt.alpha
+    k.decay = opt.decay
     if intercepts_only:
-        step(0, params + NC, s1, s2, grads + NC, 0, P - NC, 0.0, sw_sum, lr_t,
-             0.0, False, opt.beta_1, opt.beta_2, opt.epsilon, 0.0)
+        k.solver = 0
+        k.momentum = 0.0
+        k.nesterov = False
+        k.alpha = 0.0
+        k.decay = 0.0
+        step(&k, params + NC, s1, s2, grads + NC, 0, P - NC, sw_sum)
         return 0.0
-    return step(0 if opt.solver == SOLVER_SGD else 1, params, s1, s2, grads, NC, P,
-                opt.alpha, sw_sum, lr_t, opt.momentum, opt.nesterov, opt.beta_1,
-                opt.beta_2, opt.epsilon, opt.decay)
+    return step(&k, params, s1, s2, grads, NC, P, sw_sum)
 
 
 cdef int _check_network(Layout layout, Workspace ws, Input X,
@@ -1175,11 +1185,11 @@ def epoch(Layout layout not None, Workspace ws not None, Input X not None,
     opt.decay = learning_rate * alpha if solver == SOLVER_ADAMW else 0.0
     opt.t = adam_t
     _dropout_state(layout, &buf, dropout_seed, &drop, &dp)
+    sgd.scaled = NULL
     if solver == SOLVER_SGD and momentum == 0.0:
         sgd.params = <void *> &params[0]
         sgd.lr = learning_rate
         sgd.alpha = opt.alpha
-        sgd.scaled = NULL
         sgd_p = &sgd
         if batch_size == 1 and opt.alpha > 0 and not X.sparse:
             scaled_arrays = _scaled_new(&scaled, L, net.units[1], ws.acts.dtype)
@@ -1188,7 +1198,7 @@ def epoch(Layout layout not None, Workspace ws not None, Input X not None,
     with nogil:
         if sgd_p == NULL and opt.alpha > 0:
             ss = sumsq(&params[0], net.n_coef)
-        if sgd_p != NULL and sgd.scaled != NULL:
+        if sgd.scaled != NULL:
             _scaled_start(sgd.scaled, net, &params[0])
         while start < n:
             nb = min(batch_size, n - start)
@@ -1219,7 +1229,7 @@ def epoch(Layout layout not None, Workspace ws not None, Input X not None,
                 if _signal_pending():
                     interrupted = True
                     break
-        if sgd_p != NULL and sgd.scaled != NULL:
+        if sgd.scaled != NULL:
             _scaled_finish(sgd.scaled, net, &params[0])
     if interrupted:
         _reraise()
