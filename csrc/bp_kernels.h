@@ -59,6 +59,19 @@ double bp_uniform(uint64_t *state);
  * (it cannot be computed from the output a alone). */
 int bp_act_needs_z(int act);
 
+/* The settings of one optimizer step (bp_step). */
+typedef struct bp_step_settings {
+    int solver;        /* 0: SGD, 1: Adam (AdamW when decay > 0) */
+    double lr;         /* this step's rate (Adam's bias correction folded in) */
+    double momentum;   /* SGD; 0 is plain SGD */
+    int nesterov;      /* SGD */
+    double beta_1;     /* Adam */
+    double beta_2;
+    double eps;
+    double alpha;      /* L2 penalty added to the weights' gradient */
+    double decay;      /* AdamW: the weights are first multiplied by 1 - decay */
+} bp_step_settings;
+
 #define BP_DECLARE(REAL, S)                                                        \
     /* z[i, :] = b for every row: the bias, placed before the layer's gemm    \
      * adds A W onto it (beta = 1). */                                           \
@@ -94,13 +107,11 @@ int bp_act_needs_z(int act);
     double bp_decay_sumsq_##S(REAL *x, ptrdiff_t n, REAL c);                      \
     /* Fused mini-batch step: g = (g + alpha p) / sw_sum on the weights       \
      * (g / sw_sum on the intercepts), then the SGD (BP_SGD) or Adam /       \
-     * AdamW (BP_ADAM) update of p. Returns sum(p[:n_coef]^2) after the     \
-     * update, which is the next batch's L2 term. */                          \
-    double bp_step_##S(int solver, REAL *p, REAL *s1, REAL *s2, REAL *g,      \
-                       ptrdiff_t n_coef, ptrdiff_t n, double alpha,           \
-                       double sw_sum, double lr, double momentum,             \
-                       int nesterov, double beta_1, double beta_2,            \
-                       double eps, double decay);                             \
+     * AdamW (BP_ADAM) update of p, with the settings in *opt. Returns      \
+     * sum(p[:n_coef]^2) after the update, the next batch's L2 term. */     \
+    double bp_step_##S(const bp_step_settings *opt, REAL *p, REAL *s1,        \
+                       REAL *s2, REAL *g, ptrdiff_t n_coef, ptrdiff_t n,      \
+                       double sw_sum);                                        \
     /* Inverted dropout: mask[i] = 0 with probability p, else 1/(1-p);      \
      * out[i] = in[i] * mask[i]. Draws from *state. */                        \
     void bp_dropout_##S(const REAL *in, REAL *out, REAL *mask, ptrdiff_t n,    \

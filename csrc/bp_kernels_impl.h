@@ -387,17 +387,20 @@ static inline double S(bp_step_range)(int adam, int coef, int scaled, REAL *p, R
     return ss;
 }
 
-BP_MULTIVERSION double S(bp_step)(int solver, REAL *p, REAL *s1, REAL *s2, REAL *g,
-                  ptrdiff_t n_coef, ptrdiff_t n, double alpha, double sw_sum,
-                  double lr, double momentum, int nesterov, double beta_1,
-                  double beta_2, double eps, double decay)
+BP_MULTIVERSION double S(bp_step)(const bp_step_settings *opt, REAL *p, REAL *s1,
+                                  REAL *s2, REAL *g, ptrdiff_t n_coef, ptrdiff_t n,
+                                  double sw_sum)
 {
     /* One pass over the parameters instead of four (scale the gradient, add
      * the L2 term, step, sum the squares for the next batch's L2 term): at
      * batch size 1 on a small network these passes cost more than the
      * matrix products. */
-    const REAL al = (REAL)alpha, sc = (REAL)sw_sum, eta = (REAL)lr;
-    const REAL mu = (REAL)momentum, ep = (REAL)eps, keep = (REAL)(1.0 - decay);
+    const int solver = opt->solver;
+    const double momentum = opt->momentum, decay = opt->decay;
+    const double beta_1 = opt->beta_1, beta_2 = opt->beta_2;
+    int nesterov = opt->nesterov;
+    const REAL al = (REAL)opt->alpha, sc = (REAL)sw_sum, eta = (REAL)opt->lr;
+    const REAL mu = (REAL)momentum, ep = (REAL)opt->eps, keep = (REAL)(1.0 - decay);
     const REAL b1 = (REAL)beta_1, c1 = (REAL)(1.0 - beta_1);
     const REAL b2 = (REAL)beta_2, c2 = (REAL)(1.0 - beta_2);
     double ss = 0.0;

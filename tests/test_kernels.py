@@ -136,8 +136,8 @@ def _objective(a):
 def _predict(a):
     from blasprop import _core
 
-    return _core.predict(a["layout"], a["ws"], a["X"], a["params"], a["rows"], a["out"],
-                         a["Y_rows"], a["sw_rows"])
+    return _core.predict_rows(a["layout"], a["ws"], a["X"], a["params"], a["rows"],
+                              a["out"], a["Y_rows"], a["sw_rows"])
 
 
 ENTRY_POINTS = {"epoch": _epoch, "objective": _objective, "predict": _predict}

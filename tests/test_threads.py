@@ -330,17 +330,17 @@ def test_predict_takes_chunks_from_a_shared_counter():
     cap = 300
     net = est._network(cap, np.float64, units, exact_cap=True)
     params = net.pack(est.coefs_, est.intercepts_, np.float64)
-    X_in, no_rows = _core.Input(X), np.empty(0, np.intp)
+    X_in = _core.Input(X)
     out = np.full((2000, 2), np.nan)
     chunks = np.array([2], np.intp)          # chunks 0 and 1 taken elsewhere
-    _core.predict(net.layout, net.workspace(np.float64, False), X_in, params, no_rows,
-                  out, chunks=chunks)
+    _core.predict_shared(net.layout, net.workspace(np.float64, False), X_in, params,
+                         out, chunks)
     assert np.isnan(out[:2 * cap]).all()
     np.testing.assert_allclose(out[2 * cap:], expected[2 * cap:], rtol=1e-12)
     assert chunks[0] == -(-2000 // cap) + 1
     with pytest.raises(ValueError, match="chunks"):
-        _core.predict(net.layout, net.workspace(np.float64, False), X_in, params,
-                      np.arange(3, dtype=np.intp), out[:3], chunks=np.zeros(1, np.intp))
+        _core.predict_shared(net.layout, net.workspace(np.float64, False), X_in, params,
+                             out, np.zeros(2, np.intp))
 
 
 # One estimator refitted in one thread, alternating between two data sets of

@@ -620,8 +620,8 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         # the loss is only computed against targets, during a fit
         loss_code = self._loss_code() if Y is not None else 0
         net = Network(units, model.hidden, model.out_activation, loss_code,
-                       getattr(self, "huber_delta", 1.0),
-                       predict_chunk_rows(units, dtype.itemsize, n))
+                      getattr(self, "huber_delta", 1.0),
+                      predict_chunk_rows(units, dtype.itemsize, n))
         params = views_of_one_vector(model.coefs, model.intercepts, net.layout)
         if params is None or params.dtype != dtype:
             params = net.pack(model.coefs, model.intercepts, dtype)
@@ -629,8 +629,9 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
             parallel_predict(net, dtype, X_in, params, out, check_finite)
             return out
         ws = net.workspace(dtype, X_in.sparse)
-        rows = np.empty(0, np.intp) if rows is None else np.ascontiguousarray(rows, np.intp)
-        loss = _core.predict(net.layout, ws, X_in, params, rows, out, Y, sw)
+        rows = (np.arange(n, dtype=np.intp) if rows is None
+                else np.ascontiguousarray(rows, np.intp))
+        loss = _core.predict_rows(net.layout, ws, X_in, params, rows, out, Y, sw)
         return out if Y is None else (out, loss)
 
     def _forward_pass_fast(self, X, check_input=True, model=None):

@@ -30,8 +30,18 @@ cdef extern from "bp_kernels.h" nogil:
     double bp_dot_f(const float *x, const float *y, Py_ssize_t n)
     double bp_decay_sumsq_d(double *x, Py_ssize_t n, double c)
     double bp_decay_sumsq_f(float *x, Py_ssize_t n, float c)
-    double bp_step_d(int solver, double *p, double *s1, double *s2, double *g, Py_ssize_t n_coef, Py_ssize_t n, double alpha, double sw_sum, double lr, double momentum, int nesterov, double beta_1, double beta_2, double eps, double decay)
-    double bp_step_f(int solver, float *p, float *s1, float *s2, float *g, Py_ssize_t n_coef, Py_ssize_t n, double alpha, double sw_sum, double lr, double momentum, int nesterov, double beta_1, double beta_2, double eps, double decay)
+    ctypedef struct bp_step_settings:
+        int solver
+        double lr
+        double momentum
+        int nesterov
+        double beta_1
+        double beta_2
+        double eps
+        double alpha
+        double decay
+    double bp_step_d(const bp_step_settings *opt, double *p, double *s1, double *s2, double *g, Py_ssize_t n_coef, Py_ssize_t n, double sw_sum)
+    double bp_step_f(const bp_step_settings *opt, float *p, float *s1, float *s2, float *g, Py_ssize_t n_coef, Py_ssize_t n, double sw_sum)
     int bp_all_finite_d(const double *x, Py_ssize_t n)
     int bp_all_finite_f(const float *x, Py_ssize_t n)
     void bp_vmath_d(int fn, const double *x, double *out, Py_ssize_t n)
@@ -118,17 +128,13 @@ cdef inline double decay_sumsq(floating *x, Py_ssize_t n, floating c) noexcept n
     else:
         return bp_decay_sumsq_f(x, n, c)
 
-cdef inline double step(int solver, floating *p, floating *s1, floating *s2,
-                        floating *g, Py_ssize_t n_coef, Py_ssize_t n,
-                        double alpha, double sw_sum, double lr, double momentum,
-                        int nesterov, double beta_1, double beta_2, double eps,
-                        double decay) noexcept nogil:
+cdef inline double step(const bp_step_settings *opt, floating *p, floating *s1,
+                        floating *s2, floating *g, Py_ssize_t n_coef, Py_ssize_t n,
+                        double sw_sum) noexcept nogil:
     if floating is double:
-        return bp_step_d(solver, p, s1, s2, g, n_coef, n, alpha, sw_sum, lr,
-                         momentum, nesterov, beta_1, beta_2, eps, decay)
+        return bp_step_d(opt, p, s1, s2, g, n_coef, n, sw_sum)
     else:
-        return bp_step_f(solver, p, s1, s2, g, n_coef, n, alpha, sw_sum, lr,
-                         momentum, nesterov, beta_1, beta_2, eps, decay)
+        return bp_step_f(opt, p, s1, s2, g, n_coef, n, sw_sum)
 
 cdef inline void dropout(const floating *inp, floating *out, floating *mask,
                          Py_ssize_t n, double p, uint64_t *state) noexcept nogil:

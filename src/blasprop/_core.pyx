@@ -12,12 +12,17 @@ rows, targets and weights, every layer's activations (and pre-activations for
 the activations whose derivative needs them) and two delta buffers used in
 turn. Both are allocated once per fit; nothing is allocated per batch.
 
-``_fwd_bwd`` is the one kernel every caller shares: for a chunk of rows it
-runs the forward pass, the loss and its output delta, and the backward pass,
-adding the unnormalised gradient into ``grads``. A training epoch calls it
-once per mini-batch and then steps the optimizer; the full-data objective for
-L-BFGS and for the gradient checker calls it once per chunk of rows. Every
-matrix product goes through ``_blas.gemm``; the elementwise work is in
+A chunk of rows (``Chunk``) goes through three kernels every caller shares:
+``_forward`` (Z = A W + b, A' = f(Z) for every layer), ``_loss`` (the loss
+and the output delta) and ``_backward`` (the deltas back through the layers,
+adding the unnormalised gradient into ``grads``); ``_fwd_bwd`` runs the
+three. A training epoch runs them once per mini-batch and then steps the
+optimizer (``Optimizer``, ``_optimizer_step``); the full-data objective for
+L-BFGS and for the gradient checker runs them once per chunk of rows; the
+predictions run ``_forward`` alone. Plain SGD (momentum 0) updates the
+weights inside the backward pass instead (``PlainSgd``), and at batch size
+1 keeps them as a factor times a matrix (``Scaled``, a section of its own).
+Every matrix product goes through ``_blas.gemm``; the elementwise work is in
 ``csrc/``. The Python layer calls ``epoch`` once per epoch, with the GIL
 released for the whole of it. Nothing inside the ``nogil`` blocks raises: a
 pending signal sets a flag, the loop stops at the next batch boundary, and the
@@ -45,7 +50,7 @@ from ._blas import BLAS_INT_MAX, check_blas_int
 from ._ckernels cimport (
     bp_act_needs_z, bp_prefetch, fill_rows, activate, act_grad, loss_delta,
     loss_only, colsum_add, finish_grad, sumsq, decay_sumsq, step, all_finite,
-    dropout, mul, dot, bp_take, bp_take_none,
+    dropout, mul, dot, bp_take, bp_take_none, bp_step_settings,
 )
 from libc.stdint cimport uint64_t, int32_t, int64_t
 
@@ -62,7 +67,9 @@ cdef int _reraise() except -1:
 # Solver codes (enum bp_solver in bp_kernels.h)
 from ._codes cimport BP_SGD as SOLVER_SGD, BP_ADAM as SOLVER_ADAM, BP_ADAMW as SOLVER_ADAMW
 
-# Work (rows x parameters) between two checks for Ctrl-C: ~a millisecond.
+# Work (rows x parameters) between two checks for Ctrl-C: often enough that
+# an interrupt stops a fit at once, rarely enough that taking the GIL for the
+# check costs nothing measurable.
 cdef Py_ssize_t SIGNAL_WORK = 1 << 22
 
 # Codes the C kernels know (enum bp_activation and bp_loss in bp_kernels.h).
@@ -436,14 +443,10 @@ def check_sparse(X):
 # --------------------------------------------------------------------------
 # Kernels (nogil)
 
-# The gather reads rows of X in shuffled order, each one a cache miss unless
-# asked for early: it asks for the row this many ahead of the one it copies
-# (seed network, batch 32: the gather went from 10.5% to 7.3% of the epoch's
-# profile samples). The epoch also asks for the next batch's first rows, which
-# that look-ahead does not reach: on an AMD EPYC (Zen 5), float64, one thread,
-# 12 interleaved fits each way, the epoch's median went down 0.6% at batch 1
-# (1.7% in float32), 3.6% at batch 32 and 0.6% at batch 200 (faster in 8 to
-# 11 of the 12 pairs); an Intel Xeon had shown nothing measurable at batch 32.
+# Rows of X are read in shuffled order, each one a cache miss unless asked for
+# early: the gather asks for the row this many ahead of the one it copies, and
+# the epoch asks for the next batch's first rows, which that look-ahead does
+# not reach (docs/performance.md has the measurements).
 cdef Py_ssize_t PREFETCH_ROWS = 8
 
 
@@ -451,6 +454,43 @@ cdef inline void _prefetch_row(const Source *src, Py_ssize_t row) noexcept nogil
     if not src.sparse and src.col_stride > 0:
         bp_prefetch(src.base + row * src.row_stride,
                     (src.n_features - 1) * src.col_stride + src.itemsize)
+
+
+cdef struct Chunk:
+    # The rows of X a kernel works on: rows[0:n] when ``rows`` is not NULL,
+    # else start to start + n. The forward pass sets ``x`` and ``ldx`` (the
+    # dense input block it read, NULL for CSR), the loss sets ``weight``.
+    const Py_ssize_t *rows
+    Py_ssize_t start
+    Py_ssize_t n
+    const void *x
+    Py_ssize_t ldx
+    double weight
+
+
+cdef inline Chunk _chunk(const Py_ssize_t *rows, Py_ssize_t start,
+                         Py_ssize_t n) noexcept nogil:
+    cdef Chunk c
+    c.rows = rows
+    c.start = start
+    c.n = n
+    c.x = NULL
+    c.ldx = 0
+    c.weight = 0.0
+    return c
+
+
+cdef struct Buffers:
+    # Data pointers of a Workspace's arrays, of the kernel's float type.
+    void *xbuf      # gathered input rows
+    void *ybuf      # gathered targets
+    void *swbuf     # gathered sample weights
+    void *acts      # every layer's activations
+    void *zs        # pre-activations of the layers whose derivative needs them
+    void *d0        # the two delta buffers, used in turn
+    void *d1
+    void *keep      # dropout: activations before the mask
+    void *mask
 
 
 cdef const floating *_dense_rows(const Source *src, const Py_ssize_t *rows,
@@ -544,6 +584,24 @@ cdef void _csr_grad(const Source *src, const Py_ssize_t *rows, Py_ssize_t start,
                 g[j] += v * d[j]
 
 
+cdef const floating *_rows_of(const floating *M, Py_ssize_t width,
+                              const Py_ssize_t *rows, Py_ssize_t start,
+                              Py_ssize_t n, floating *buf) noexcept nogil:
+    """Rows of a contiguous (n_samples x width) array, gathered if needed."""
+    cdef Py_ssize_t r
+    if rows == NULL:
+        return M + start * width
+    if width == 1:
+        # one target or weight a row: plain assignments, a memcpy call per
+        # value costs more than the copy
+        for r in range(n):
+            buf[r] = M[rows[r]]
+        return buf
+    for r in range(n):
+        memcpy(buf + r * width, M + rows[r] * width, width * sizeof(floating))
+    return buf
+
+
 cdef struct Dropout:
     # Training-mode dropout: the buffers of the workspace and the RNG state;
     # a NULL pointer to it means no dropout (prediction).
@@ -552,22 +610,192 @@ cdef struct Dropout:
     uint64_t state
 
 
-cdef void _forward(const Net *net, const Source *src, const Py_ssize_t *rows,
-                   Py_ssize_t start, Py_ssize_t n, const floating *params,
-                   floating *xbuf, floating *acts, floating *zs,
-                   const floating **xin, Py_ssize_t *ldx,
-                   Dropout *drop, const double *wscale,
-                   floating *z0) noexcept nogil:
+# --------------------------------------------------------------------------
+# Scaled weights: plain SGD at batch size 1
+#
+# Why: with an L2 penalty, plain SGD decays every weight at every step
+# (W *= 1 - lr alpha / s), a pass over all the weights for each row when a
+# batch is one row. Instead each layer is kept as W_l = scale_l V_l, as
+# scikit-learn's ``WeightVector`` keeps a linear model's weights: the decay
+# multiplies scale_l, the rank-one data term goes into V_l with the factor
+# divided out, and the matrix products take scale_l as their BLAS alpha.
+# The batch's L2 term needs |W_l|^2 = scale_l^2 |V_l|^2, and |V_l|^2 is
+# kept exactly for V += k a d':
+#     |V + k a d'|^2 = |V|^2 + 2k a'V d + k^2 |a|^2 |d|^2,
+# where a'V d comes from products the backward pass makes anyway.
+#
+# The unit: ``_scaled_new`` (allocate), ``_scaled_start`` (count |V_l|^2 at
+# the start of an epoch), ``_scaled_factor`` (scale_l, for the products),
+# ``_scaled_dot_delta`` (a'V_l d), ``_scaled_step`` (decay and rank-one
+# update), ``_scaled_fold`` (store scale_l V_l with factor 1), and
+# ``_scaled_finish`` (fold every layer at the end of an epoch). The
+# parameter vector holds the true weights again after every epoch.
+
+cdef struct Scaled:
+    double *scale       # n_layers factors: W_l = scale[l] V_l
+    double *sq          # n_layers squared norms |V_l|^2 of the stored weights
+    void *z0            # the first layer's Z (units[1] values), when the
+                        # activation buffers would not keep it
+    double vdot         # a'V_l d of the layer being updated
+
+
+# A layer's factor is folded into its weights when it falls below this (it
+# falls by 1 - lr alpha per row: ~1e-6 with the defaults).
+cdef double WSCALE_MIN = 1e-3
+
+
+cdef object _scaled_new(Scaled *sc, Py_ssize_t n_layers, Py_ssize_t width0, dtype):
+    """Point ``sc`` at new arrays (every factor 1); returns their owner,
+    which the caller keeps for as long as ``sc`` is used."""
+    scale = np.ones(n_layers)
+    sq = np.empty(n_layers)
+    z0 = np.empty(width0, dtype=dtype)
+    cdef double[::1] a = scale, b = sq
+    cdef unsigned char[::1] c = z0.view(np.uint8)
+    sc.scale = &a[0]
+    sc.sq = &b[0]
+    sc.z0 = <void *> &c[0]
+    sc.vdot = 0.0
+    return scale, sq, z0
+
+
+cdef void _scaled_start(Scaled *sc, const Net *net,
+                        const floating *params) noexcept nogil:
+    cdef Py_ssize_t l
+    for l in range(net.n_layers):
+        sc.sq[l] = sumsq(params + net.coef_off[l], net.units[l] * net.units[l + 1])
+
+
+cdef inline double _scaled_factor(const Scaled *sc, Py_ssize_t l) noexcept nogil:
+    """scale_l, or 1 without scaled weights (``sc`` NULL)."""
+    return sc.scale[l] if sc != NULL else 1.0
+
+
+cdef inline floating *_scaled_first_z(const Scaled *sc, const Net *net,
+                                      floating *zs) noexcept nogil:
+    """Where the forward pass keeps the first layer's Z for ``_scaled_dot_delta``."""
+    return zs + net.z_off[0] if net.z_off[0] >= 0 else <floating *> sc.z0
+
+
+cdef inline void _scaled_dot_delta(Scaled *sc, const Net *net, Py_ssize_t l,
+                                   const floating *params, const floating *z0,
+                                   const floating *a, const floating *dWt,
+                                   const floating *delta) noexcept nogil:
+    """a'V_l d for the one row of the batch, from products already made:
+    for l > 0 from dWt = delta W_l' (before f' is applied), for the first
+    layer from its Z = scale_0 a V_0 + b_0."""
+    if l == 0:
+        sc.vdot = (dot(z0, delta, net.units[1])
+                   - dot(params + net.icpt_off[0], delta, net.units[1])) / sc.scale[0]
+    else:
+        sc.vdot = dot(a, dWt, net.units[l]) / sc.scale[l]
+
+
+cdef void _scaled_fold(Scaled *sc, Py_ssize_t l, floating *W,
+                       Py_ssize_t n) noexcept nogil:
+    """W_l = scale_l V_l stored as such, with factor 1."""
+    cdef double sig = sc.scale[l]
+    if sig != 1.0:
+        sc.sq[l] = decay_sumsq(W, n, <floating> sig) * sig * sig
+        sc.scale[l] = 1.0
+
+
+cdef bint _scaled_step(Scaled *sc, const Net *net, Py_ssize_t l, floating *W,
+                       double c, double lr, double s, const floating *a,
+                       Py_ssize_t lda, const floating *delta,
+                       double *ss) noexcept nogil:
+    """W_l = c W_l - (lr / s) a delta' through the factor: adds |W_l|^2
+    before the step to ``ss``. False, with the layer folded, when the decay
+    ``c`` is too strong for it (the caller then updates W_l itself)."""
+    cdef Py_ssize_t fan_in = net.units[l], fan_out = net.units[l + 1]
+    cdef double sig = sc.scale[l], k
+    if not c >= 0.5:
+        _scaled_fold(sc, l, W, fan_in * fan_out)
+        return False
+    # W = sig V before, sig c V' after: V' = V + (-lr / (s sig c)) a d'
+    k = -lr / (s * sig * c)
+    ss[0] += sig * sig * sc.sq[l]
+    sc.sq[l] += (2.0 * k * sc.vdot
+                 + k * k * dot(a, a, fan_in) * dot(delta, delta, fan_out))
+    gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> 1,
+         <floating> k, a, <blas_int> lda, delta, <blas_int> fan_out,
+         <floating> 1, W, <blas_int> fan_out)
+    sc.scale[l] = sig * c
+    if sig * c < WSCALE_MIN:
+        _scaled_fold(sc, l, W, fan_in * fan_out)
+    return True
+
+
+cdef inline void _scaled_recount(Scaled *sc, Py_ssize_t l, const floating *W,
+                                 Py_ssize_t n) noexcept nogil:
+    """|V_l|^2 counted again after W_l was updated without the factor."""
+    sc.sq[l] = sumsq(W, n)
+
+
+cdef void _scaled_finish(Scaled *sc, const Net *net, floating *params) noexcept nogil:
+    cdef Py_ssize_t l
+    for l in range(net.n_layers):
+        _scaled_fold(sc, l, params + net.coef_off[l], net.units[l] * net.units[l + 1])
+
+# (end of the scaled-weights unit)
+# --------------------------------------------------------------------------
+
+
+cdef struct PlainSgd:
+    # Plain SGD (momentum 0) applied during the backward pass: sklearn's
+    # W -= lr (A'delta + alpha W) / s as W *= 1 - lr alpha / s, then
+    # W += (-lr / s) A'delta by the same gemm that would have written the
+    # gradient. Saves writing and reading back a gradient the size of the
+    # weights; the sums round differently from sklearn's in the last place.
+    void *params        # the parameter vector, updated in place
+    double lr
+    double alpha        # L2 penalty
+    double ss           # out: sum of squared weights before the update
+    Scaled *scaled      # the weights as factors (see above), or NULL
+
+
+cdef void _sgd_update(PlainSgd *sgd, const Net *net, const Source *src,
+                      const Chunk *c, Py_ssize_t l, const floating *a_in,
+                      Py_ssize_t ld_in, const floating *delta) noexcept nogil:
+    """Layer l's weights, in place: the L2 decay (summing the squares it
+    decays: this batch's L2 term), then the data term."""
+    cdef Py_ssize_t fan_in = net.units[l], fan_out = net.units[l + 1]
+    cdef floating *W = <floating *> sgd.params + net.coef_off[l]
+    cdef double s = c.weight
+    cdef floating scale = <floating> (-sgd.lr / s)
+    if sgd.scaled != NULL and _scaled_step(
+            sgd.scaled, net, l, W, 1.0 - sgd.lr * sgd.alpha / s, sgd.lr, s,
+            a_in, ld_in, delta, &sgd.ss):
+        return
+    if sgd.alpha > 0:
+        sgd.ss += decay_sumsq(W, fan_in * fan_out,
+                              <floating> (1.0 - sgd.lr * sgd.alpha / s))
+    if l == 0 and src.sparse:
+        _csr_grad(src, c.rows, c.start, c.n, delta, fan_out, scale, W)
+    else:
+        gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> c.n,
+             scale, a_in, <blas_int> ld_in, delta, <blas_int> fan_out,
+             <floating> 1, W, <blas_int> fan_out)
+    if sgd.scaled != NULL:
+        _scaled_recount(sgd.scaled, l, W, fan_in * fan_out)
+
+
+# --------------------------------------------------------------------------
+# Forward, loss, backward
+
+cdef void _forward(const Net *net, const Source *src, Chunk *c,
+                   const floating *params, const Buffers *buf, Dropout *drop,
+                   const Scaled *scaled) noexcept nogil:
     """Z = A W + b and A' = f(Z) for every layer; the output is at
-    ``acts + act_off[L-1]``. ``xin``/``ldx`` return the dense input block.
-    With ``drop``, hidden layers with a dropout rate keep f(Z) in
-    ``drop.keep`` and pass f(Z) * mask on. With ``wscale`` (scaled plain SGD,
-    see ``Direct``), layer l's weights are ``wscale[l]`` times the stored
-    ones. With ``z0``, the first layer's Z is kept there when the activation
-    buffers would not keep it."""
+    ``acts + act_off[L-1]``, the dense input block in ``c.x``. With
+    ``drop``, hidden layers with a dropout rate keep f(Z) in ``drop.keep``
+    and pass f(Z) * mask on. With ``scaled``, layer l's weights are
+    ``scale[l]`` times the stored ones, and the first layer's Z is kept."""
     cdef Py_ssize_t l, fan_in, fan_out, ld = 0
     cdef floating w_a
     cdef const floating *inp
+    cdef floating *acts = <floating *> buf.acts
+    cdef floating *zs = <floating *> buf.zs
     cdef floating *out_a
     cdef floating *out_z
     cdef floating *kept
@@ -578,226 +806,118 @@ cdef void _forward(const Net *net, const Source *src, const Py_ssize_t *rows,
         kept = NULL
         if drop != NULL and net.d_off[l] >= 0:
             kept = <floating *> drop.keep + net.d_off[l]
-        out_z = zs + net.z_off[l] if net.z_off[l] >= 0 else (
-            z0 if l == 0 and z0 != NULL else kept if kept != NULL else out_a)
-        w_a = <floating> wscale[l] if wscale != NULL else 1
+        if net.z_off[l] >= 0:
+            out_z = zs + net.z_off[l]
+        elif l == 0 and scaled != NULL:
+            out_z = _scaled_first_z(scaled, net, zs)
+        elif kept != NULL:
+            out_z = kept
+        else:
+            out_z = out_a
+        w_a = <floating> _scaled_factor(scaled, l)
         # the bias first, then gemm adds A W onto it (beta = 1): no separate
         # pass to add the bias, and BLAS skips its pass that clears C
-        fill_rows(out_z, params + net.icpt_off[l], n, fan_out)
+        fill_rows(out_z, params + net.icpt_off[l], c.n, fan_out)
         if l == 0:
             if src.sparse:
-                _csr_matmul(src, rows, start, n, params + net.coef_off[0],
+                _csr_matmul(src, c.rows, c.start, c.n, params + net.coef_off[0],
                             fan_out, out_z)
-                xin[0] = NULL
+                c.x = NULL
             else:
-                inp = _dense_rows(src, rows, start, n, xbuf, &ld)
-                xin[0] = inp
-                ldx[0] = ld
-                gemm(False, False, <blas_int> n, <blas_int> fan_out, <blas_int> fan_in,
+                inp = _dense_rows(src, c.rows, c.start, c.n, <floating *> buf.xbuf, &ld)
+                c.x = inp
+                c.ldx = ld
+                gemm(False, False, <blas_int> c.n, <blas_int> fan_out, <blas_int> fan_in,
                      w_a, inp, <blas_int> ld, params + net.coef_off[0],
                      <blas_int> fan_out, <floating> 1, out_z, <blas_int> fan_out)
         else:
-            gemm(False, False, <blas_int> n, <blas_int> fan_out, <blas_int> fan_in,
+            gemm(False, False, <blas_int> c.n, <blas_int> fan_out, <blas_int> fan_in,
                  w_a, acts + net.act_off[l - 1], <blas_int> fan_in,
                  params + net.coef_off[l], <blas_int> fan_out, <floating> 1,
                  out_z, <blas_int> fan_out)
         if kept != NULL:
-            activate(net.act[l], out_z, kept, n, fan_out)
+            activate(net.act[l], out_z, kept, c.n, fan_out)
             dropout(kept, out_a, <floating *> drop.mask + net.d_off[l],
-                    n * fan_out, net.drop[l], &drop.state)
+                    c.n * fan_out, net.drop[l], &drop.state)
         else:
-            activate(net.act[l], out_z, out_a, n, fan_out)
+            activate(net.act[l], out_z, out_a, c.n, fan_out)
 
 
-cdef const floating *_rows_of(const floating *M, Py_ssize_t width,
-                              const Py_ssize_t *rows, Py_ssize_t start,
-                              Py_ssize_t n, floating *buf) noexcept nogil:
-    """Rows of a contiguous (n_samples x width) array, gathered if needed."""
-    cdef Py_ssize_t r
-    if rows == NULL:
-        return M + start * width
-    if width == 1:
-        # one target or weight a row: a memcpy call per value was 26 us of
-        # the seed network's 3 ms batch-200 epoch, the assignments 4 us
-        for r in range(n):
-            buf[r] = M[rows[r]]
-        return buf
-    for r in range(n):
-        memcpy(buf + r * width, M + rows[r] * width, width * sizeof(floating))
-    return buf
-
-
-cdef struct Direct:
-    # Plain SGD (momentum 0) applied during the backward pass: sklearn's
-    # W -= lr (A'delta + alpha W) / S as W *= 1 - lr alpha / S, then
-    # W += (-lr / S) A'delta by the same gemm that would have written the
-    # gradient. Saves writing and reading back a gradient the size of the
-    # weights; the sums round differently from sklearn's in the last place.
-    #
-    # Scaled (batch size 1, dense X, alpha > 0): the decay of every weight
-    # at every row was a fifth of the epoch, so each layer is kept as
-    # W_l = wscale[l] V_l, as scikit-learn's SGDClassifier keeps its weights.
-    # The decay multiplies wscale[l]; the rank-one data term goes into V_l
-    # with the factor divided out; the products take wscale[l] as their
-    # alpha. The batch's L2 term needs |W_l|^2 = wscale^2 |V_l|^2, and
-    # |V_l|^2 (``wsq``) is updated exactly for V += k a d':
-    #     |V + k a d'|^2 = |V|^2 + 2k a'V d + k^2 |a|^2 |d|^2,
-    # where a'V d comes from products the backward pass makes anyway
-    # (``vdot``). ``epoch`` starts wsq from the weights and folds the
-    # factors back into them at its end.
-    void *params        # the parameter vector, updated in place
-    double lr
-    double alpha        # L2 penalty
-    double ss           # out: sum of squared weights before the update
-    bint scaled
-    double *wscale      # n_layers factors
-    double *wsq         # n_layers squared norms of the stored weights
-    void *z0            # the first layer's Z (units[1] values), for vdot
-    double vdot         # a'V_l d of the layer being updated
-
-
-cdef void _sgd_update(Direct *direct, const Net *net, const Source *src,
-                      const Py_ssize_t *rows, Py_ssize_t start, Py_ssize_t n,
-                      Py_ssize_t l, const floating *a_in, Py_ssize_t ld_in,
-                      const floating *delta, double s) noexcept nogil:
-    """Layer l's weights, in place: the L2 decay (summing the squares it
-    decays: this batch's L2 term), then the data term."""
-    cdef Py_ssize_t fan_in = net.units[l], fan_out = net.units[l + 1]
-    cdef floating *W = <floating *> direct.params + net.coef_off[l]
-    cdef floating scale = <floating> (-direct.lr / s)
-    cdef double c, sig, k
-    if direct.scaled:
-        c = 1.0 - direct.lr * direct.alpha / s
-        sig = direct.wscale[l]
-        if c >= 0.5:
-            # W = sig V before, sig c V' after: V' = V + (-lr / (s sig c)) a d'
-            k = -direct.lr / (s * sig * c)
-            direct.ss += sig * sig * direct.wsq[l]
-            direct.wsq[l] += (2.0 * k * direct.vdot
-                              + k * k * dot(a_in, a_in, fan_in) * dot(delta, delta, fan_out))
-            gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> 1,
-                 <floating> k, a_in, <blas_int> ld_in, delta, <blas_int> fan_out,
-                 <floating> 1, W, <blas_int> fan_out)
-            direct.wscale[l] = sig * c
-            if sig * c < WSCALE_MIN:
-                _fold_scale(direct, W, fan_in * fan_out, l)
-            return
-        # a decay this strong (or a zero weight sum): unscaled, as below
-        _fold_scale(direct, W, fan_in * fan_out, l)
-    if direct.alpha > 0:
-        direct.ss += decay_sumsq(W, fan_in * fan_out,
-                                 <floating> (1.0 - direct.lr * direct.alpha / s))
-    if l == 0 and src.sparse:
-        _csr_grad(src, rows, start, n, delta, fan_out, scale, W)
+cdef double _loss(const Net *net, Chunk *c, const floating *Y, const floating *sw,
+                  const Buffers *buf) noexcept nogil:
+    """The chunk's weighted loss sum, after ``_forward``; the output delta
+    goes into ``buf.d0`` and the chunk's weight sum into ``c.weight``."""
+    cdef Py_ssize_t L = net.n_layers, k = net.units[L], r
+    cdef const floating *out = <floating *> buf.acts + net.act_off[L - 1]
+    cdef const floating *y = _rows_of(Y, k, c.rows, c.start, c.n, <floating *> buf.ybuf)
+    cdef const floating *w = NULL
+    cdef double s = 0.0
+    if sw != NULL:
+        w = _rows_of(sw, 1, c.rows, c.start, c.n, <floating *> buf.swbuf)
+        for r in range(c.n):
+            s += w[r]
     else:
-        gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> n,
-             scale, a_in, <blas_int> ld_in, delta, <blas_int> fan_out,
-             <floating> 1, W, <blas_int> fan_out)
-    if direct.scaled:
-        direct.wsq[l] = sumsq(W, fan_in * fan_out)
+        s = c.n
+    c.weight = s
+    return loss_delta(net.loss, c.n, k, out, y, w, <floating *> buf.d0, net.huber_delta)
 
 
-# A scaled layer's factor is folded into its weights when it falls below
-# this (it falls by 1 - lr alpha per row: ~1e-6 with the defaults).
-cdef double WSCALE_MIN = 1e-3
-
-
-cdef void _fold_scale(Direct *direct, floating *W, Py_ssize_t n,
-                      Py_ssize_t l) noexcept nogil:
-    """W_l = wscale[l] V_l stored as such, with factor 1."""
-    cdef double sig = direct.wscale[l]
-    if sig != 1.0:
-        direct.wsq[l] = decay_sumsq(W, n, <floating> sig) * sig * sig
-        direct.wscale[l] = 1.0
-
-
-cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
-                     Py_ssize_t start, Py_ssize_t n, const floating *Y,
-                     const floating *sw, const floating *params,
-                     floating *grads, floating *xbuf, floating *ybuf,
-                     floating *swbuf, floating *acts, floating *zs,
-                     floating *d0, floating *d1, double *sw_sum,
-                     bint accumulate, Dropout *drop, Direct *direct) noexcept nogil:
-    """Forward, loss and backward for one chunk of rows.
+cdef void _backward(const Net *net, const Source *src, const Chunk *c,
+                    const floating *params, floating *grads, bint accumulate,
+                    const Buffers *buf, const Dropout *drop,
+                    PlainSgd *sgd) noexcept nogil:
+    """Backward pass from the output delta ``_loss`` left in ``buf.d0``.
 
     Writes (or with ``accumulate`` adds) X'delta and colsum(delta) of every
-    layer into ``grads`` (not yet divided by the weight sum, no L2 term),
-    adds the chunk's weight sum into ``sw_sum`` and returns the chunk's
-    weighted loss sum. With ``direct`` (plain SGD), the weights are updated
-    in place instead (see ``_sgd_update``) and only the intercepts' sums go
-    into ``grads``."""
-    cdef Py_ssize_t L = net.n_layers, k = net.units[L]
-    cdef Py_ssize_t l, r, fan_in, fan_out, ldx = 0
-    cdef const floating *xin = NULL
-    cdef const floating *y
-    cdef const floating *w = NULL
-    cdef floating *delta = d0
-    cdef floating *other = d1
+    layer into ``grads`` (not yet divided by the weight sum, no L2 term).
+    With ``sgd`` (plain SGD), the weights are updated in place instead (see
+    ``PlainSgd``) and only the intercepts' sums go into ``grads``."""
+    cdef Py_ssize_t L = net.n_layers, n = c.n, l, fan_in, fan_out, ld_in
+    cdef floating *acts = <floating *> buf.acts
+    cdef floating *zs = <floating *> buf.zs
+    cdef floating *delta = <floating *> buf.d0
+    cdef floating *other = <floating *> buf.d1
     cdef floating *tmp
     cdef floating *a_prev
     cdef floating *z_prev
     cdef const floating *a_in
-    cdef Py_ssize_t ld_in
-    cdef double loss, s = 0.0
     cdef floating beta = 1 if accumulate else 0
-    cdef bint scaled = direct != NULL and direct.scaled
-    cdef const double *wscale = direct.wscale if scaled else NULL
-    cdef floating *z0 = <floating *> direct.z0 if scaled else NULL
-    cdef floating w_a = 1
+    cdef Scaled *scaled = sgd.scaled if sgd != NULL else NULL
+    cdef floating w_a
 
     if not accumulate:
         # the matrix products below overwrite the weights' gradients; the
         # intercepts' (and a sparse first layer's) are sums, start them at 0
         memset(grads + net.n_coef, 0, (net.n_params - net.n_coef) * sizeof(floating))
-        if src.sparse and direct == NULL:
+        if src.sparse and sgd == NULL:
             memset(grads, 0, net.units[0] * net.units[1] * sizeof(floating))
-
-    y = _rows_of(Y, k, rows, start, n, ybuf)
-    if sw != NULL:
-        w = _rows_of(sw, 1, rows, start, n, swbuf)
-        for r in range(n):
-            s += w[r]
-    else:
-        s = n
-    sw_sum[0] += s
-
-    _forward(net, src, rows, start, n, params, xbuf, acts, zs, &xin, &ldx, drop,
-             wscale, z0)
-    if scaled and net.z_off[0] >= 0:
-        z0 = zs + net.z_off[0]
-    loss = loss_delta(net.loss, n, k, acts + net.act_off[L - 1], y, w, delta,
-                      net.huber_delta)
 
     for l in range(L - 1, -1, -1):
         fan_in = net.units[l]
         fan_out = net.units[l + 1]
-        a_in = xin if l == 0 else acts + net.act_off[l - 1]
-        ld_in = ldx if l == 0 else fan_in
+        a_in = <const floating *> c.x if l == 0 else acts + net.act_off[l - 1]
+        ld_in = c.ldx if l == 0 else fan_in
         # dW_l += A_l' delta ; db_l += colsum(delta)
-        if direct != NULL:
+        if sgd != NULL:
             pass    # W_l is updated below, once delta_{l-1} no longer needs it
         elif l == 0 and src.sparse:
-            _csr_grad(src, rows, start, n, delta, fan_out, <floating> 1,
+            _csr_grad(src, c.rows, c.start, n, delta, fan_out, <floating> 1,
                       grads + net.coef_off[0])
         else:
             gemm(True, False, <blas_int> fan_in, <blas_int> fan_out, <blas_int> n,
                  <floating> 1, a_in, <blas_int> ld_in, delta, <blas_int> fan_out,
                  beta, grads + net.coef_off[l], <blas_int> fan_out)
         colsum_add(delta, n, fan_out, grads + net.icpt_off[l])
-        if scaled:
-            w_a = <floating> wscale[l]
-            if l == 0:
-                # a'V_0 d = (Z_0 - b_0) d / wscale_0, one row
-                direct.vdot = (dot(z0, delta, fan_out)
-                               - dot(params + net.icpt_off[0], delta, fan_out)) / wscale[0]
         if l > 0:
             # delta_{l-1} = (delta W_l') * f'(Z_{l-1})
+            w_a = <floating> _scaled_factor(scaled, l)
             gemm(False, True, <blas_int> n, <blas_int> fan_in, <blas_int> fan_out,
                  w_a, delta, <blas_int> fan_out, params + net.coef_off[l],
                  <blas_int> fan_out, <floating> 0, other, <blas_int> fan_in)
-            if scaled:
-                # a'V_l d = a' (delta W_l')' / wscale_l, one row
-                direct.vdot = dot(a_in, other, fan_in) / wscale[l]
+        if scaled != NULL:
+            _scaled_dot_delta(scaled, net, l, params, _scaled_first_z(scaled, net, zs),
+                              a_in, other, delta)
+        if l > 0:
             a_prev = acts + net.act_off[l - 1]
             z_prev = zs + net.z_off[l - 1] if net.z_off[l - 1] >= 0 else a_prev
             if drop != NULL and net.d_off[l - 1] >= 0:
@@ -807,13 +927,75 @@ cdef double _fwd_bwd(const Net *net, const Source *src, const Py_ssize_t *rows,
                 if net.z_off[l - 1] < 0:
                     z_prev = a_prev
             act_grad(net.act[l - 1], z_prev, a_prev, other, n * fan_in)
-        if direct != NULL:
-            _sgd_update(direct, net, src, rows, start, n, l, a_in, ld_in, delta, s)
+        if sgd != NULL:
+            _sgd_update(sgd, net, src, c, l, a_in, ld_in, delta)
         if l > 0:
             tmp = delta
             delta = other
             other = tmp
+
+
+cdef double _fwd_bwd(const Net *net, const Source *src, Chunk *c,
+                     const floating *Y, const floating *sw, const floating *params,
+                     floating *grads, bint accumulate, const Buffers *buf,
+                     Dropout *drop, PlainSgd *sgd) noexcept nogil:
+    """Forward, loss and backward for one chunk of rows: returns its
+    weighted loss sum, leaves its weight sum in ``c.weight``."""
+    cdef double loss
+    _forward(net, src, c, params, buf, drop, sgd.scaled if sgd != NULL else NULL)
+    loss = _loss(net, c, Y, sw, buf)
+    _backward(net, src, c, params, grads, accumulate, buf, drop, sgd)
     return loss
+
+
+# --------------------------------------------------------------------------
+# The optimizer step
+
+cdef struct Optimizer:
+    int solver          # SOLVER_SGD, SOLVER_ADAM or SOLVER_ADAMW
+    double lr           # learning rate
+    double momentum     # SGD
+    bint nesterov       # SGD
+    double beta_1       # Adam
+    double beta_2
+    double epsilon
+    double alpha        # L2 penalty added to the gradient (0 with AdamW)
+    double decay        # AdamW's decoupled weight decay, lr * alpha (else 0)
+    long long t         # Adam's step count, advanced by every step
+
+
+cdef double _optimizer_step(Optimizer *opt, const Net *net, floating *params,
+                            floating *s1, floating *s2, floating *grads,
+                            double sw_sum, bint intercepts_only) noexcept nogil:
+    """One step over the parameters with the gradient sums in ``grads``
+    (divided by ``sw_sum`` here). Returns the sum of squared weights after
+    the step (the next batch's L2 term); with ``intercepts_only`` (plain SGD
+    has already updated the weights) steps the intercepts and returns 0."""
+    cdef Py_ssize_t NC = net.n_coef, P = net.n_params
+    cdef bp_step_settings k
+    k.solver = 0 if opt.solver == SOLVER_SGD else 1
+    if opt.solver == SOLVER_SGD:
+        k.lr = opt.lr
+    else:
+        opt.t += 1
+        k.lr = (opt.lr * sqrt(1.0 - pow(opt.beta_2, <double> opt.t))
+                / (1.0 - pow(opt.beta_1, <double> opt.t)))
+    k.momentum = opt.momentum
+    k.nesterov = opt.nesterov
+    k.beta_1 = opt.beta_1
+    k.beta_2 = opt.beta_2
+    k.eps = opt.epsilon
+    k.alpha = opt.alpha
+    k.decay = opt.decay
+    if intercepts_only:
+        k.solver = 0
+        k.momentum = 0.0
+        k.nesterov = False
+        k.alpha = 0.0
+        k.decay = 0.0
+        step(&k, params + NC, s1, s2, grads + NC, 0, P - NC, sw_sum)
+        return 0.0
+    return step(&k, params, s1, s2, grads, NC, P, sw_sum)
 
 
 cdef int _check_network(Layout layout, Workspace ws, Input X,
@@ -845,24 +1027,21 @@ cdef int _check_network(Layout layout, Workspace ws, Input X,
             )
     return 0
 
-
-cdef int _buffers(Workspace ws, floating **xbuf, floating **ybuf,
-                  floating **swbuf, floating **acts, floating **zs,
-                  floating **d0, floating **d1, floating **keep,
-                  floating **mask) except -1:
-    """Data pointers of a workspace's buffers, checked against the dtype
-    (their sizes are checked by ``_check_network``)."""
+cdef int _buffers(Workspace ws, Buffers *buf, const floating *dtype_of) except -1:
+    """Data pointers of a workspace's buffers, checked against the kernel's
+    dtype (``dtype_of`` only selects it; the sizes are checked by
+    ``_check_network``)."""
     cdef floating[::1] a = ws.xbuf, b = ws.ybuf, c = ws.swbuf, d = ws.acts
     cdef floating[::1] e = ws.zs, f = ws.d0, g = ws.d1, h = ws.keep, i = ws.mask
-    xbuf[0] = &a[0]
-    ybuf[0] = &b[0]
-    swbuf[0] = &c[0]
-    acts[0] = &d[0]
-    zs[0] = &e[0]
-    d0[0] = &f[0]
-    d1[0] = &g[0]
-    keep[0] = &h[0]
-    mask[0] = &i[0]
+    buf.xbuf = &a[0]
+    buf.ybuf = &b[0]
+    buf.swbuf = &c[0]
+    buf.acts = &d[0]
+    buf.zs = &e[0]
+    buf.d0 = &f[0]
+    buf.d1 = &g[0]
+    buf.keep = &h[0]
+    buf.mask = &i[0]
     return 0
 
 
@@ -904,17 +1083,32 @@ cdef int _check_rows(const Py_ssize_t[::1] rows, Py_ssize_t n, str what) except 
 class NonFiniteInput(ValueError):
     """``predict(check_finite=True)`` met NaN or infinity in X."""
 
-cdef int _dropout_state(Layout layout, void *keep, void *mask, long long seed,
+cdef int _dropout_state(Layout layout, const Buffers *buf, long long seed,
                         Dropout *drop, Dropout **dp) except -1:
     """Point ``dp`` at ``drop`` when the network has dropout and a seed is
     given (training); else NULL (no dropout)."""
     dp[0] = NULL
     if seed >= 0 and layout.d_size > 0:
-        drop.keep = keep
-        drop.mask = mask
+        drop.keep = buf.keep
+        drop.mask = buf.mask
         drop.state = <uint64_t> seed
         dp[0] = drop
     return 0
+
+
+cdef inline void _prefetch_rows(const Source *src, const Py_ssize_t *rows,
+                                Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t r
+    for r in range(n):
+        _prefetch_row(src, rows[r])
+
+
+cdef inline bint _signal_pending() noexcept nogil:
+    """True when a signal handler raised (the exception stays pending)."""
+    cdef bint pending
+    with gil:
+        pending = _check_signals() != 0
+    return pending
 
 
 def epoch(Layout layout not None, Workspace ws not None, Input X not None,
@@ -939,21 +1133,23 @@ def epoch(Layout layout not None, Workspace ws not None, Input X not None,
     """
     cdef const Net *net = &layout.net
     cdef const Source *src = &X.src
-    cdef Py_ssize_t n = order.shape[0], start, nb, r, work = 0
-    cdef Py_ssize_t P = layout.n_params, NC = layout.n_coef
-    cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1, *pkeep, *pmask
-    cdef double total = 0.0, batch_loss, sw_sum, lr_t, decay, ss = 0.0
-    cdef double grad_alpha = 0.0 if solver == SOLVER_ADAMW else alpha
-    cdef int interrupted = 0
+    cdef Py_ssize_t n = order.shape[0], start = 0, nb, work = 0
+    cdef Py_ssize_t P = layout.n_params, L = net.n_layers
+    cdef Buffers buf
+    cdef Optimizer opt
+    cdef Chunk chunk
     cdef Dropout drop
     cdef Dropout *dp
-    cdef Direct direct
-    cdef Direct *dir_p = NULL
-    cdef Py_ssize_t l, L = net.n_layers
-    cdef double[::1] wscale, wsq
-    cdef floating[::1] z0
+    cdef PlainSgd sgd
+    cdef PlainSgd *sgd_p = NULL
+    cdef Scaled scaled
+    cdef object scaled_arrays = None
+    cdef double total = 0.0, batch_loss, ss = 0.0, ss_next
+    cdef bint interrupted = False
+
+    # check every size the kernels will trust
     _check_network(layout, ws, X, sizeof(floating))
-    _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1, &pkeep, &pmask)
+    _buffers(ws, &buf, &params[0])
     _check_matrix(Y.shape[0], Y.shape[1], X.n_samples, net.units[L], "Y")
     if sw.shape[0] != 0:
         _check_length(sw.shape[0], X.n_samples, "sample_weight")
@@ -970,78 +1166,68 @@ def epoch(Layout layout not None, Workspace ws not None, Input X not None,
         )
     _check_rows(order, X.n_samples, "order")
     cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
-    _dropout_state(layout, pkeep, pmask, dropout_seed, &drop, &dp)
-    direct.scaled = False
+
+    # set up: the optimizer, dropout, and plain SGD's update in the backward pass
+    opt.solver = solver
+    opt.lr = learning_rate
+    opt.momentum = momentum
+    opt.nesterov = nesterov
+    opt.beta_1 = beta_1
+    opt.beta_2 = beta_2
+    opt.epsilon = epsilon
+    opt.alpha = 0.0 if solver == SOLVER_ADAMW else alpha
+    opt.decay = learning_rate * alpha if solver == SOLVER_ADAMW else 0.0
+    opt.t = adam_t
+    _dropout_state(layout, &buf, dropout_seed, &drop, &dp)
+    sgd.scaled = NULL
     if solver == SOLVER_SGD and momentum == 0.0:
-        # plain SGD: weights updated in the backward pass (see Direct)
-        direct.params = <void *> &params[0]
-        direct.lr = learning_rate
-        direct.alpha = grad_alpha
-        dir_p = &direct
-        if batch_size == 1 and grad_alpha > 0 and not X.sparse:
-            direct.scaled = True
-            wscale = np.ones(L)
-            wsq = np.empty(L)
-            z0 = np.empty(layout.units[1], dtype=ws.acts.dtype)
-            direct.wscale = &wscale[0]
-            direct.wsq = &wsq[0]
-            direct.z0 = <void *> &z0[0]
+        sgd.params = <void *> &params[0]
+        sgd.lr = learning_rate
+        sgd.alpha = opt.alpha
+        sgd_p = &sgd
+        if batch_size == 1 and opt.alpha > 0 and not X.sparse:
+            scaled_arrays = _scaled_new(&scaled, L, net.units[1], ws.acts.dtype)
+            sgd.scaled = &scaled
+
     with nogil:
-        if grad_alpha > 0 and dir_p == NULL:
-            ss = sumsq(&params[0], NC)
-        if direct.scaled:
-            for l in range(L):
-                direct.wsq[l] = sumsq(&params[net.coef_off[l]], net.units[l] * net.units[l + 1])
-        start = 0
+        if sgd_p == NULL and opt.alpha > 0:
+            ss = sumsq(&params[0], net.n_coef)
+        if sgd.scaled != NULL:
+            _scaled_start(sgd.scaled, net, &params[0])
         while start < n:
             nb = min(batch_size, n - start)
             # the next batch's first rows, which the gather's look-ahead does
             # not reach (at batch size 1 no gather runs at all)
-            for r in range(start + nb, min(n, start + nb + min(nb, PREFETCH_ROWS))):
-                _prefetch_row(src, order[r])
-            sw_sum = 0.0
-            direct.ss = 0.0
-            batch_loss = _fwd_bwd(net, src, &order[start], 0, nb, &Y[0, 0], swp,
-                                  &params[0], &grads[0], pxbuf, pybuf, pswbuf,
-                                  pacts, pzs, pd0, pd1, &sw_sum, False, dp, dir_p)
-            if dir_p != NULL:
-                ss = direct.ss
+            _prefetch_rows(src, &order[0] + start + nb,
+                           min(n, start + nb + min(nb, PREFETCH_ROWS)) - (start + nb))
+            chunk = _chunk(&order[start], 0, nb)
+            if sgd_p != NULL:
+                sgd.ss = 0.0
+            batch_loss = _fwd_bwd(net, src, &chunk, &Y[0, 0], swp, &params[0],
+                                  &grads[0], False, &buf, dp, sgd_p)
+            if sgd_p != NULL:
+                ss = sgd.ss
             # the L2 term of the loss uses the weights before this batch's step
-            batch_loss = batch_loss / sw_sum + 0.5 * grad_alpha * ss / sw_sum
-            decay = 0.0
-            if solver == SOLVER_SGD:
-                lr_t = learning_rate
-            else:
-                adam_t += 1
-                lr_t = (learning_rate * sqrt(1.0 - pow(beta_2, <double> adam_t))
-                        / (1.0 - pow(beta_1, <double> adam_t)))
-                if solver == SOLVER_ADAMW:
-                    decay = learning_rate * alpha
-            if dir_p != NULL:
-                # the weights are done; the intercepts' step
-                step(0, &params[NC], &state1[0], &state2[0], &grads[NC], 0, P - NC,
-                     0.0, sw_sum, lr_t, 0.0, False, beta_1, beta_2, epsilon, 0.0)
-            else:
-                ss = step(0 if solver == SOLVER_SGD else 1, &params[0], &state1[0],
-                          &state2[0], &grads[0], NC, P, grad_alpha, sw_sum, lr_t,
-                          momentum, nesterov, beta_1, beta_2, epsilon, decay)
+            batch_loss = (batch_loss / chunk.weight
+                          + 0.5 * opt.alpha * ss / chunk.weight)
+            ss_next = _optimizer_step(&opt, net, &params[0], &state1[0], &state2[0],
+                                      &grads[0], chunk.weight, sgd_p != NULL)
+            if sgd_p == NULL:
+                ss = ss_next
             total += batch_loss * nb
             start += nb
+            # Ctrl-C: checked every SIGNAL_WORK rows x parameters
             work += nb * P
             if work >= SIGNAL_WORK and start < n:
                 work = 0
-                with gil:
-                    if _check_signals() != 0:
-                        interrupted = 1
-                if interrupted:
+                if _signal_pending():
+                    interrupted = True
                     break
-        if direct.scaled:
-            for l in range(L):
-                _fold_scale(&direct, &params[net.coef_off[l]],
-                            net.units[l] * net.units[l + 1], l)
+        if sgd.scaled != NULL:
+            _scaled_finish(sgd.scaled, net, &params[0])
     if interrupted:
         _reraise()
-    return total, adam_t
+    return total, opt.t
 
 
 def objective(Layout layout not None, Workspace ws not None, Input X not None,
@@ -1058,33 +1244,103 @@ def objective(Layout layout not None, Workspace ws not None, Input X not None,
     how the gradient checker checks dropout with a fixed mask."""
     cdef const Net *net = &layout.net
     cdef const Source *src = &X.src
-    cdef Py_ssize_t n = X.n_samples, start, nb, cap = layout.cap
+    cdef Py_ssize_t n = X.n_samples, start = 0, nb, cap = layout.cap
     cdef Py_ssize_t P = layout.n_params, NC = layout.n_coef
-    cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1, *pkeep, *pmask
+    cdef Buffers buf
+    cdef Chunk chunk
     cdef double loss = 0.0, sw_sum = 0.0
     cdef Dropout drop
     cdef Dropout *dp
     _check_network(layout, ws, X, sizeof(floating))
-    _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1, &pkeep, &pmask)
+    _buffers(ws, &buf, &params[0])
     _check_matrix(Y.shape[0], Y.shape[1], n, net.units[net.n_layers], "Y")
     if sw.shape[0] != 0:
         _check_length(sw.shape[0], n, "sample_weight")
     _check_length(params.shape[0], P, "params")
     _check_length(grads.shape[0], P, "grads")
     cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
-    _dropout_state(layout, pkeep, pmask, dropout_seed, &drop, &dp)
+    _dropout_state(layout, &buf, dropout_seed, &drop, &dp)
     with nogil:
         memset(&grads[0], 0, P * sizeof(floating))
-        start = 0
         while start < n:
             nb = min(cap, n - start)
-            loss += _fwd_bwd(net, src, NULL, start, nb, &Y[0, 0], swp, &params[0],
-                             &grads[0], pxbuf, pybuf, pswbuf, pacts, pzs, pd0,
-                             pd1, &sw_sum, True, dp, NULL)
+            chunk = _chunk(NULL, start, nb)
+            loss += _fwd_bwd(net, src, &chunk, &Y[0, 0], swp, &params[0],
+                             &grads[0], True, &buf, dp, NULL)
+            sw_sum += chunk.weight
             start += nb
         loss = loss / sw_sum + 0.5 * alpha * sumsq(&params[0], NC) / sw_sum
         finish_grad(&grads[0], &params[0], NC, P, alpha, sw_sum)
     return loss
+
+
+# Prediction: the output layer for all rows (``predict``), for all rows with
+# the chunks shared by threads (``predict_shared``), or for listed rows,
+# optionally with their mean loss (``predict_rows``). They run ``layout.cap``
+# rows at a time through ``_predict_chunk``.
+
+cdef bint _predict_chunk(const Net *net, const Source *src, Chunk *c,
+                         const floating *params, const Buffers *buf,
+                         bint check_finite, floating *out) noexcept nogil:
+    """The output layer for one chunk of rows, into ``out`` (c.n rows).
+    With ``check_finite``, False (and nothing written) when the chunk's
+    dense rows hold NaN or infinity: checked while they are in cache,
+    instead of by a pass over all of X before."""
+    cdef Py_ssize_t L = net.n_layers, nf = src.n_features, r
+    cdef const floating *x
+    _forward(net, src, c, params, buf, NULL, NULL)
+    if check_finite:
+        x = <const floating *> c.x
+        if c.ldx == nf:
+            if not all_finite(x, c.n * nf):
+                return False
+        else:
+            for r in range(c.n):
+                if not all_finite(x + r * c.ldx, nf):
+                    return False
+    memcpy(out, <floating *> buf.acts + net.act_off[L - 1],
+           c.n * net.units[L] * sizeof(floating))
+    return True
+
+
+cdef int _check_predict(Layout layout, Workspace ws, Input X, Buffers *buf,
+                        const floating[::1] params, Py_ssize_t out_rows,
+                        Py_ssize_t out_cols, Py_ssize_t n_rows) except -1:
+    """The checks every predict makes: X, the layout and the workspace fit
+    together, ``out`` has ``n_rows`` rows of the outputs, ``params`` fits."""
+    _check_network(layout, ws, X, sizeof(floating))
+    _buffers(ws, buf, &params[0])
+    _check_matrix(out_rows, out_cols, n_rows, layout.net.units[layout.net.n_layers], "out")
+    _check_length(params.shape[0], layout.n_params, "params")
+    return 0
+
+
+def predict(Layout layout not None, Workspace ws not None, Input X not None,
+            const floating[::1] params not None,      # IN
+            floating[:, ::1] out not None,            # OUT (n_samples x n_outputs)
+            bint check_finite=False):
+    """Output layer of the network for every row of X. With
+    ``check_finite``, dense rows are checked for NaN and infinity chunk by
+    chunk, and ``NonFiniteInput`` is raised if there is any."""
+    cdef const Net *net = &layout.net
+    cdef const Source *src = &X.src
+    cdef Py_ssize_t n = X.n_samples, start = 0, nb, cap = layout.cap
+    cdef Buffers buf
+    cdef Chunk chunk
+    cdef bint ok = True
+    _check_predict(layout, ws, X, &buf, params, out.shape[0], out.shape[1], n)
+    check_finite = check_finite and not X.sparse
+    with nogil:
+        while start < n:
+            nb = min(cap, n - start)
+            chunk = _chunk(NULL, start, nb)
+            ok = _predict_chunk(net, src, &chunk, &params[0], &buf, check_finite,
+                                &out[start, 0])
+            if not ok:
+                break
+            start += nb
+    if not ok:
+        raise NonFiniteInput("X contains NaN or infinity")
 
 
 cdef inline Py_ssize_t _taken_rows(Py_ssize_t *counter, Py_ssize_t cap,
@@ -1094,47 +1350,66 @@ cdef inline Py_ssize_t _taken_rows(Py_ssize_t *counter, Py_ssize_t cap,
     return c * cap if c < (n + cap - 1) // cap else n
 
 
-def predict(Layout layout not None, Workspace ws not None, Input X not None,
-            const floating[::1] params not None,      # IN
-            const Py_ssize_t[::1] rows not None,      # IN  rows of X, or length 0 for all
-            floating[:, ::1] out not None,            # OUT (n_rows x n_outputs)
-            const floating[:, ::1] Y=None,   # IN  targets of those rows, optional
-            const floating[::1] sw=None,     # IN  their weights, optional
-            bint check_finite=False,
-            Py_ssize_t[::1] chunks=None):    # IN/OUT shared chunk counter, optional
-    """Output layer of the network for rows of X, ``layout.cap`` rows at a
-    time: the rows listed in ``rows``, or else all rows. With ``Y`` (rows aligned with ``out``), also returns
-    the mean loss of those rows (weighted by ``sw``; no L2 term); else returns
-    None. With ``check_finite``, dense rows are checked for NaN and infinity
-    while the chunk is in cache (instead of a pass over all of X before), and
-    ``NonFiniteInput`` is raised if there is any.
-
-    With ``chunks`` (one counter, shared by threads that call this at once
-    with the same ``out`` and no ``rows`` or ``Y``), the call computes only
-    the chunks it takes from the counter, one at a time, until none is left:
-    chunk c is rows ``c * cap`` to ``(c + 1) * cap``, whoever computes it."""
+def predict_shared(Layout layout not None, Workspace ws not None, Input X not None,
+                   const floating[::1] params not None,     # IN
+                   floating[:, ::1] out not None,           # OUT (n_samples x n_outputs)
+                   Py_ssize_t[::1] chunks not None,         # IN/OUT the shared counter
+                   bint check_finite=False):
+    """``predict`` by several threads at once: each calls this with the same
+    ``out`` and ``chunks`` (one counter, from 0) and its own workspace, and
+    computes the chunks it takes from the counter, one at a time, until none
+    is left. Chunk c is rows ``c * cap`` to ``(c + 1) * cap``, whoever
+    computes it, so the result does not depend on the number of threads. A
+    call that finds NaN or infinity (with ``check_finite``) takes the
+    remaining chunks away from the others and raises ``NonFiniteInput``."""
     cdef const Net *net = &layout.net
     cdef const Source *src = &X.src
-    cdef Py_ssize_t L = net.n_layers, k = net.units[L]
-    cdef Py_ssize_t n = rows.shape[0] if rows.shape[0] > 0 else X.n_samples
-    cdef Py_ssize_t start, nb, cap = layout.cap, ldx
-    cdef floating *pxbuf, *pybuf, *pswbuf, *pacts, *pzs, *pd0, *pd1, *pkeep, *pmask
-    cdef const floating *xin
-    cdef const Py_ssize_t *rp = &rows[0] if rows.shape[0] > 0 else NULL
+    cdef Py_ssize_t n = X.n_samples, start, nb, cap = layout.cap
+    cdef Py_ssize_t *counter
+    cdef Buffers buf
+    cdef Chunk chunk
+    cdef bint ok = True
+    _check_predict(layout, ws, X, &buf, params, out.shape[0], out.shape[1], n)
+    if chunks.shape[0] != 1:
+        raise ValueError(f"chunks: one counter is needed, got {chunks.shape[0]}")
+    counter = &chunks[0]
+    check_finite = check_finite and not X.sparse
+    with nogil:
+        start = _taken_rows(counter, cap, n)
+        while start < n:
+            nb = min(cap, n - start)
+            chunk = _chunk(NULL, start, nb)
+            ok = _predict_chunk(net, src, &chunk, &params[0], &buf, check_finite,
+                                &out[start, 0])
+            if not ok:
+                bp_take_none(counter)
+                break
+            start = _taken_rows(counter, cap, n)
+    if not ok:
+        raise NonFiniteInput("X contains NaN or infinity")
+
+
+def predict_rows(Layout layout not None, Workspace ws not None, Input X not None,
+                 const floating[::1] params not None,     # IN
+                 const Py_ssize_t[::1] rows not None,     # IN  rows of X
+                 floating[:, ::1] out not None,           # OUT (n_rows x n_outputs)
+                 const floating[:, ::1] Y=None,           # IN  targets of those rows, optional
+                 const floating[::1] sw=None):            # IN  their weights, optional
+    """Output layer of the network for the rows of X listed in ``rows``.
+    With ``Y`` (rows aligned with ``out``), returns the mean loss of those
+    rows (weighted by ``sw``; no L2 term); else returns None."""
+    cdef const Net *net = &layout.net
+    cdef const Source *src = &X.src
+    cdef Py_ssize_t k = net.units[net.n_layers], n = rows.shape[0]
+    cdef Py_ssize_t start = 0, nb, cap = layout.cap, r
+    cdef Buffers buf
+    cdef Chunk chunk
     cdef bint with_loss = Y is not None
     cdef const floating *yp = NULL
     cdef const floating *swp = NULL
     cdef double loss = 0.0, sw_sum = 0.0
-    cdef Py_ssize_t r, nf = X.n_features
-    cdef bint bad = False
-    cdef Py_ssize_t *counter = NULL
-    check_finite = check_finite and not X.sparse
     _check_network(layout, ws, X, sizeof(floating))
-    _buffers(ws, &pxbuf, &pybuf, &pswbuf, &pacts, &pzs, &pd0, &pd1, &pkeep, &pmask)
-    if chunks is not None:
-        if chunks.shape[0] != 1 or rows.shape[0] > 0 or Y is not None:
-            raise ValueError("chunks: one counter, for all rows and no targets")
-        counter = &chunks[0]
+    _buffers(ws, &buf, &params[0])
     _check_rows(rows, X.n_samples, "rows")
     _check_matrix(out.shape[0], out.shape[1], n, k, "out")
     _check_length(params.shape[0], layout.n_params, "params")
@@ -1145,39 +1420,21 @@ def predict(Layout layout not None, Workspace ws not None, Input X not None,
             _check_length(sw.shape[0], n, "sample_weight")
             swp = &sw[0]
     with nogil:
-        start = 0 if counter == NULL else _taken_rows(counter, cap, n)
         while start < n:
             nb = min(cap, n - start)
-            _forward(net, src, rp + start if rp != NULL else NULL,
-                     start if rp == NULL else 0, nb, &params[0], pxbuf,
-                     pacts, pzs, &xin, &ldx, NULL, NULL, NULL)
-            if check_finite:
-                if ldx == nf:
-                    bad = not all_finite(xin, nb * nf)
-                else:
-                    for r in range(nb):
-                        if not all_finite(xin + r * ldx, nf):
-                            bad = True
-                            break
-                if bad:
-                    if counter != NULL:
-                        bp_take_none(counter)
-                    break
-            memcpy(&out[start, 0], pacts + net.act_off[L - 1],
-                   nb * k * sizeof(floating))
+            chunk = _chunk(&rows[start], 0, nb)
+            _predict_chunk(net, src, &chunk, &params[0], &buf, False, &out[start, 0])
             if with_loss:
                 loss += loss_only(net.loss, nb, k, &out[start, 0], yp + start * k,
                                   swp + start if swp != NULL else NULL,
                                   net.huber_delta)
-            start = start + nb if counter == NULL else _taken_rows(counter, cap, n)
-        if with_loss and not bad:
+            start += nb
+        if with_loss:
             if swp != NULL:
                 for r in range(n):
                     sw_sum += swp[r]
             else:
                 sw_sum = n
-    if bad:
-        raise NonFiniteInput("X contains NaN or infinity")
     if with_loss:
         return loss / sw_sum
     return None

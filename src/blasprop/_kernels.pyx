@@ -14,7 +14,7 @@ from ._ckernels cimport (
     colsum_add as _colsum_add, decay_sumsq as _decay_sumsq, dot as _dot,
     dropout as _dropout, fill_rows as _fill_rows, finish_grad as _finish_grad,
     loss_delta as _loss_delta, loss_only as _loss_only, mul as _mul,
-    step as _step, sumsq as _sumsq, bp_vmath_d, bp_vmath_f,
+    step as _step, sumsq as _sumsq, bp_vmath_d, bp_vmath_f, bp_step_settings,
 )
 
 
@@ -149,9 +149,17 @@ def step(int solver, floating[::1] p, floating[::1] s1, floating[::1] s2,
         raise ValueError("n_coef out of range")
     if p.shape[0] == 0:
         return 0.0
-    return _step(solver, &p[0], &s1[0], &s2[0], &g[0], n_coef, p.shape[0],
-                 alpha, sw_sum, lr, momentum, nesterov, beta_1, beta_2, eps,
-                 decay)
+    cdef bp_step_settings opt
+    opt.solver = solver
+    opt.lr = lr
+    opt.momentum = momentum
+    opt.nesterov = nesterov
+    opt.beta_1 = beta_1
+    opt.beta_2 = beta_2
+    opt.eps = eps
+    opt.alpha = alpha
+    opt.decay = decay
+    return _step(&opt, &p[0], &s1[0], &s2[0], &g[0], n_coef, p.shape[0], sw_sum)
 
 
 def dropout(const floating[::1] inp, floating[::1] out, floating[::1] mask,

@@ -76,24 +76,23 @@ def one_blas_thread():
 
 def parallel_predict(net, dtype, X_in, params, out, check_finite):
     """``_core.predict`` of all rows of ``X_in`` into ``out``, its chunks
-    shared by threads: each takes the next chunk when it is free (the cores
+    shared by threads (``_core.predict_shared``): each takes the next chunk when it is free (the cores
     of a shared machine are often not equally fast; an even split waits
     for the slower one). The chunks are the same whatever the number of
     threads, so the predictions are too, bit for bit."""
     n, cap = out.shape[0], net.layout.cap
     n_threads = min(blas_thread_count(), -(-n // cap))
-    no_rows = np.empty(0, np.intp)
     if n_threads < 2:
         _core.predict(net.layout, net.workspace(dtype, X_in.sparse), X_in, params,
-                      no_rows, out, check_finite=check_finite)
+                      out, check_finite=check_finite)
         return
     chunks = np.zeros(1, np.intp)
     errors = []
 
     def part():
         try:
-            _core.predict(net.layout, net.workspace(dtype, X_in.sparse), X_in, params,
-                          no_rows, out, check_finite=check_finite, chunks=chunks)
+            _core.predict_shared(net.layout, net.workspace(dtype, X_in.sparse), X_in,
+                                 params, out, chunks, check_finite=check_finite)
         except BaseException as exc:  # raised again in the calling thread
             errors.append(exc)
 
