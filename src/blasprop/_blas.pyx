@@ -414,21 +414,28 @@ cdef tuple _gemm_sizes(bint trans_a, bint trans_b, a_shape, b_shape, c_shape):
     return m, n, k
 
 
+def _gemm_args(bint trans_a, bint trans_b, const floating[:, :] A,
+               const floating[:, :] B, const floating[:, :] C):
+    """m, n, k and the three leading dimensions of a memoryview gemm, checked."""
+    m, n, k = _gemm_sizes(trans_a, trans_b, (A.shape[0], A.shape[1]),
+                          (B.shape[0], B.shape[1]), (C.shape[0], C.shape[1]))
+    return (m, n, k,
+            _row_length(A.shape[0], A.shape[1], A.strides[0], A.strides[1],
+                        sizeof(floating), "gemm: A"),
+            _row_length(B.shape[0], B.shape[1], B.strides[0], B.strides[1],
+                        sizeof(floating), "gemm: B"),
+            _row_length(C.shape[0], C.shape[1], C.strides[0], C.strides[1],
+                        sizeof(floating), "gemm: C"))
+
+
 def _gemm_memview(bint trans_a, bint trans_b, double alpha,
                   const floating[:, :] A,  # IN
                   const floating[:, :] B,  # IN
                   double beta,
                   floating[:, :] C):       # IN/OUT
     """C = alpha op(A) op(B) + beta C, straight to gemm (no routing)."""
-    m, n, k = _gemm_sizes(trans_a, trans_b, (A.shape[0], A.shape[1]),
-                          (B.shape[0], B.shape[1]), (C.shape[0], C.shape[1]))
-    cdef blas_int lda = _row_length(A.shape[0], A.shape[1], A.strides[0], A.strides[1],
-                                    sizeof(floating), "gemm: A")
-    cdef blas_int ldb = _row_length(B.shape[0], B.shape[1], B.strides[0], B.strides[1],
-                                    sizeof(floating), "gemm: B")
-    cdef blas_int ldc = _row_length(C.shape[0], C.shape[1], C.strides[0], C.strides[1],
-                                    sizeof(floating), "gemm: C")
-    cdef blas_int bm = m, bn = n, bk = k
+    cdef blas_int bm, bn, bk, lda, ldb, ldc
+    bm, bn, bk, lda, ldb, ldc = _gemm_args(trans_a, trans_b, A, B, C)
     with nogil:
         _gemm(trans_a, trans_b, bm, bn, bk, <floating> alpha, &A[0, 0], lda,
               &B[0, 0], ldb, <floating> beta, &C[0, 0], ldc)
@@ -440,15 +447,8 @@ def gemm_memview(bint trans_a, bint trans_b, double alpha,
                  double beta,
                  floating[:, :] C):       # IN/OUT
     """C = alpha op(A) op(B) + beta C through the routing function ``gemm``."""
-    m, n, k = _gemm_sizes(trans_a, trans_b, (A.shape[0], A.shape[1]),
-                          (B.shape[0], B.shape[1]), (C.shape[0], C.shape[1]))
-    cdef blas_int lda = _row_length(A.shape[0], A.shape[1], A.strides[0], A.strides[1],
-                                    sizeof(floating), "gemm: A")
-    cdef blas_int ldb = _row_length(B.shape[0], B.shape[1], B.strides[0], B.strides[1],
-                                    sizeof(floating), "gemm: B")
-    cdef blas_int ldc = _row_length(C.shape[0], C.shape[1], C.strides[0], C.strides[1],
-                                    sizeof(floating), "gemm: C")
-    cdef blas_int bm = m, bn = n, bk = k
+    cdef blas_int bm, bn, bk, lda, ldb, ldc
+    bm, bn, bk, lda, ldb, ldc = _gemm_args(trans_a, trans_b, A, B, C)
     with nogil:
         gemm(trans_a, trans_b, bm, bn, bk, <floating> alpha, &A[0, 0], lda,
              &B[0, 0], ldb, <floating> beta, &C[0, 0], ldc)
