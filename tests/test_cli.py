@@ -24,7 +24,7 @@ from sklearn.datasets import load_digits
 
 import blasprop
 from blasprop import MLPClassifier, MLPRegressor
-from blasprop import cli
+from blasprop import _scaling, _tables, cli
 
 
 def _run(args, cwd):
@@ -384,7 +384,7 @@ def test_fold_scaling_matches_scaled_pipeline():
     est = MLPRegressor(hidden_layer_sizes=(6,), max_iter=20, random_state=0)
     est.fit((X - xm) / xs, (Y - ym) / ys)
     expected = est.predict((X - xm) / xs) * ys + ym
-    cli.fold_scaling(est, xm, xs, ym, ys)
+    _scaling.fold_scaling(est, xm, xs, ym, ys)
     np.testing.assert_allclose(est.predict(X), expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
 
     Xc, labels = _classification_table(100, 6)
@@ -392,7 +392,7 @@ def test_fold_scaling_matches_scaled_pipeline():
     m, s = Xc.mean(0), Xc.std(0)
     clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=20, random_state=0).fit((Xc - m) / s, labels)
     expected = clf.predict_proba((Xc - m) / s)
-    cli.fold_scaling(clf, m, s)
+    _scaling.fold_scaling(clf, m, s)
     np.testing.assert_allclose(clf.predict_proba(Xc), expected, atol=1e-12)
 
 
@@ -415,18 +415,18 @@ def test_delimiters_and_bom(tmp_path):
     (tmp_path / "semi.csv").write_bytes("\ufeffa;b;label\n1;2;x\n3;4;y\n".encode("utf-8"))
     (tmp_path / "tabs.tsv").write_text("a\tb\tlabel\n1\t2\tx\n3\t4\ty\n")
     for name in ("semi.csv", "tabs.tsv"):
-        table = cli.read_table(tmp_path / name)
+        table = _tables.read_table(tmp_path / name)
         assert table.names == ["a", "b", "label"]
-        np.testing.assert_array_equal(cli.numeric_matrix(table, ["a", "b"]), [[1, 2], [3, 4]])
-        assert list(cli.target_vector(table, "label")) == ["x", "y"]
+        np.testing.assert_array_equal(_tables.numeric_matrix(table, ["a", "b"]), [[1, 2], [3, 4]])
+        assert list(_tables.target_vector(table, "label")) == ["x", "y"]
 
 
 def test_target_values_become_numbers_when_they_can(tmp_path):
     (tmp_path / "t.csv").write_text("a,int,float,str\n1,3,0.5,x\n2,4.0,1.5,7\n")
-    table = cli.read_table(tmp_path / "t.csv")
-    assert cli.target_vector(table, "int").dtype == np.int64
-    assert cli.target_vector(table, "float").dtype == np.float64
-    assert list(cli.target_vector(table, "str")) == ["x", "7"]
+    table = _tables.read_table(tmp_path / "t.csv")
+    assert _tables.target_vector(table, "int").dtype == np.int64
+    assert _tables.target_vector(table, "float").dtype == np.float64
+    assert list(_tables.target_vector(table, "str")) == ["x", "7"]
 
 
 def test_parquet(tmp_path, capsys):
@@ -592,10 +592,10 @@ def _read_and_match(path, names):
     import time
 
     start = time.perf_counter()
-    table = cli.read_table(path)
+    table = _tables.read_table(path)
     wanted = names[::-1]  # a model's order differs from the file's
     assert all(n in table for n in wanted)
-    X = cli.numeric_matrix(table, wanted)
+    X = _tables.numeric_matrix(table, wanted)
     return time.perf_counter() - start, X
 
 
@@ -674,8 +674,8 @@ def test_labels_are_exact(tmp_path, labels, dtype, capsys):
 
 def test_integer_targets_parse_as_integers(tmp_path):
     (tmp_path / "t.csv").write_text("a,y\n1,9007199254740993\n2,-9223372036854775808\n3,0\n")
-    table = cli.read_table(tmp_path / "t.csv")
-    for y in (cli.target_vector(table, "y"), cli.class_labels(table, "y")):
+    table = _tables.read_table(tmp_path / "t.csv")
+    for y in (_tables.target_vector(table, "y"), _tables.class_labels(table, "y")):
         assert y.dtype == np.int64
         assert y.tolist() == [2**53 + 1, -(2**63), 0]
 
@@ -695,7 +695,7 @@ def test_standardize_extreme_columns():
         s * 3 + 1,           # ordinary
         np.zeros(500),
     ])
-    z, mean, scale = cli._standardize(a)
+    z, mean, scale = _scaling.standardize(a)
     assert np.isfinite(z).all() and np.isfinite(mean).all() and np.isfinite(scale).all()
     assert (scale > 0).all()
     for j in (0, 1, 4):  # informative columns: standardised, not zeroed
@@ -754,7 +754,7 @@ def test_fold_scaling_refuses_what_float32_cannot_hold(x_scale, fragment):
     clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(X.astype(np.float32), labels)
     before = [w.copy() for w in clf.coefs_]
     with pytest.raises(ValueError, match=fragment):
-        cli.fold_scaling(clf, np.zeros(3), np.array([1.0, x_scale, 1.0]))
+        _scaling.fold_scaling(clf, np.zeros(3), np.array([1.0, x_scale, 1.0]))
     for w, b in zip(clf.coefs_, before):
         np.testing.assert_array_equal(w, b)  # unchanged
 

@@ -1,11 +1,12 @@
 """The ``blasprop`` command: ``train``, ``predict`` and ``info``.
 
-This module only parses arguments and orchestrates; reading tables, choosing
-the task, folding feature scaling into the weights and drawing the progress
-bar live in the helper functions and class below.  Every expected failure
+This module parses arguments and runs the three commands. Reading tables
+(CSV, Parquet, the digits) and turning columns into features, targets and
+labels live in ``_tables``; standardising the training data and folding the
+scaling into the saved weights live in ``_scaling``.  Every expected failure
 (bad file, missing column, non-numeric feature, wrong feature count, bad
-option value) ends as one ``blasprop: error: ...`` line on stderr and exit
-status 2.
+option value) is a ``CLIError`` (or a ``ValueError`` or ``OSError``) and
+ends as one ``blasprop: error: ...`` line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -13,252 +14,35 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import io
 import os
-import re
 import signal
-import stat
 import sys
 import threading
 import time
 import warnings
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from ._scaling import fold_scaling, standardize
+from ._tables import (
+    DIGITS_INPUT,
+    CLIError,
+    class_labels,
+    load_digits_table,
+    numeric_matrix,
+    read_table,
+    target_vector,
+)
+
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
-_PARQUET_SUFFIXES = {".parquet", ".pq"}
 _MAX_CLASSES_AUTO = 20  # --task auto: integer targets with at most this many values are classes
 _MIN_ROWS_EARLY_STOPPING = 1000  # default: early stopping only from this many training rows
 
 
-class CLIError(Exception):
-    """An expected failure, reported as one line without a traceback."""
-
-
 # ----------------------------------------------------------------------------
-# reading data
-
-
-class Table:
-    """Named columns read from a CSV or Parquet file."""
-
-    def __init__(self, path, names, columns, lines=None):
-        self.path, self.names, self.columns = str(path), names, columns
-        self.lines = lines  # file line number of each row (CSV only), for messages
-        self.n_rows = len(columns[0]) if columns else 0
-        self._index = {name: j for j, name in enumerate(names)}  # wide files: no list.index
-
-    def __contains__(self, name):
-        return name in self._index
-
-    def column(self, name):
-        j = self._index.get(name)
-        if j is None:
-            shown = ", ".join(repr(n) for n in self.names[:12])
-            more = ", ..." if len(self.names) > 12 else ""
-            raise CLIError(f"{self.path}: no column {name!r} (columns: {shown}{more})")
-        return self.columns[j]
-
-    def where(self, i):
-        return f"line {self.lines[i]}" if self.lines else f"row {i + 1}"
-
-
-_FILE_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _open_data_file(path):
-    """Open ``path`` for reading if it is a regular file.
-
-    The check is on the opened descriptor (no window for the path to change
-    in between), and the open does not block: a FIFO would otherwise wait
-    for a writer forever, and /dev/zero would be read until memory runs out.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except IsADirectoryError:  # Windows cannot open directories
-        raise CLIError(f"{path}: is a directory, not a data file") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
-            raise CLIError(f"{path}: is {kind}, not a data file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def read_table(path):
-    """Read a CSV file with a header row (or Parquet, with pandas + pyarrow)."""
-    path = Path(path)
-    with _open_data_file(path) as f:
-        if path.suffix.lower() in _PARQUET_SUFFIXES:
-            return _read_parquet(path, f)
-        data = f.read()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise CLIError(f"{path}: not a UTF-8 text (CSV) file") from None
-    del data
-    if "\x00" in text:
-        raise CLIError(f"{path}: contains NUL bytes; not a text (CSV) file")
-    first = text[: text.find("\n")] if "\n" in text else text
-    delimiter = ","
-    if "," not in first:
-        delimiter = "\t" if "\t" in first else (";" if ";" in first else ",")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows, lines = [], []
-    try:
-        header = next(reader, None)
-        for row in reader:
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise CLIError(
-                    f"{path}: line {reader.line_num} has {len(row)} fields, "
-                    f"the header has {len(header)}"
-                )
-            rows.append([cell.strip() for cell in row])
-            lines.append(reader.line_num)
-    except csv.Error as exc:
-        raise CLIError(f"{path}: not a readable CSV file ({exc})") from None
-    del text
-    if not header or all(not h.strip() for h in header):
-        raise CLIError(f"{path}: empty file; expected a CSV header row")
-    names = [h.strip() or f"column_{i}" for i, h in enumerate(header)]
-    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
-    if dupes:
-        raise CLIError(f"{path}: duplicate column name(s) {', '.join(map(repr, dupes))}")
-    if not rows:
-        raise CLIError(f"{path}: has a header but no data rows")
-    cells = np.empty((len(rows), len(names)), dtype=object)
-    cells[...] = rows
-    del rows
-    return Table(path, names, list(cells.T), lines)
-
-
-def _read_parquet(path, f):
-    try:
-        import pandas as pd
-    except ImportError:
-        raise CLIError("reading Parquet needs pandas and pyarrow: pip install pandas pyarrow") from None
-    try:
-        df = pd.read_parquet(f)
-    except ImportError as exc:
-        raise CLIError(f"reading Parquet needs pyarrow: pip install pyarrow ({exc})") from None
-    except Exception as exc:  # pyarrow raises its own error types for bad files
-        raise CLIError(f"{path}: not a readable Parquet file ({exc})") from None
-    if df.shape[0] == 0 or df.shape[1] == 0:
-        raise CLIError(f"{path}: no data")
-    names = [str(c) for c in df.columns]
-    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
-    if dupes:
-        raise CLIError(f"{path}: duplicate column name(s) {', '.join(map(repr, dupes))}")
-    return Table(path, names, [df.iloc[:, j].to_numpy() for j in range(df.shape[1])])
-
-
-def numeric_matrix(table, names):
-    """The named columns as a float64 matrix; complain about anything else."""
-    out = np.empty((table.n_rows, len(names)), dtype=np.float64)
-    for j, name in enumerate(names):
-        col = table.column(name)
-        try:
-            out[:, j] = col.astype(np.float64)
-        except (ValueError, TypeError, OverflowError):
-            bad = next(i for i, v in enumerate(col) if not _is_float(v))
-            if str(col[bad]).strip() == "":
-                raise CLIError(
-                    f"{table.path}: column {name!r} has a missing value at {table.where(bad)} (empty cell)"
-                ) from None
-            raise CLIError(
-                f"{table.path}: column {name!r} is not numeric "
-                f"({table.where(bad)}: {str(col[bad])[:40]!r}); features must be numbers"
-            ) from None
-    finite = np.isfinite(out)
-    if not finite.all():
-        i, j = np.argwhere(~finite)[0]
-        raise CLIError(
-            f"{table.path}: column {names[j]!r} has a missing or non-finite value at {table.where(i)}"
-        )
-    return out
-
-
-def _is_float(v):
-    try:
-        float(v)
-    except (ValueError, TypeError, OverflowError):
-        return False
-    return True
-
-
-_INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})")  # canonical, at most 19 digits (int64)
-
-
-def _exact_ints(col):
-    """``col`` as int64 when every value is the text of an int64, else None.
-
-    Parsed as integers, never through float64, which cannot tell 2**53 from
-    2**53 + 1.
-    """
-    if col.dtype.kind in "iu":
-        return col
-    if col.dtype.kind != "O" or not all(isinstance(v, str) and _INT_TEXT.fullmatch(v) for v in col):
-        return None
-    values = [int(v) for v in col]
-    if min(values) < -(2**63) or max(values) >= 2**63:
-        return None
-    return np.array(values, dtype=np.int64)
-
-
-def target_vector(table, name):
-    """Numbers when every value parses as one (integers when all integral), else strings."""
-    col = table.column(name)
-    ints = _exact_ints(col)
-    if ints is not None:
-        return ints
-    if col.dtype.kind in "bf":
-        y = col
-    elif all(_is_float(v) for v in col):
-        y = col.astype(np.float64)
-    else:
-        empty = [i for i, v in enumerate(col) if v is None or str(v).strip() == ""]
-        if empty:
-            raise CLIError(f"{table.path}: target column {name!r} is empty at {table.where(empty[0])}")
-        return col.astype(str)
-    if y.dtype.kind == "f":
-        if not np.isfinite(y).all():
-            bad = int(np.argmin(np.isfinite(y)))
-            raise CLIError(f"{table.path}: target column {name!r} has a missing value at {table.where(bad)}")
-        if np.all(y == np.round(y)) and np.abs(y).max() < 2**53:
-            y = y.astype(np.int64)
-    return y
-
-
-def class_labels(table, name):
-    """The target column's values as class labels, exactly as written.
-
-    Integers are int64 (parsed as integers); any other text, including
-    numbers such as ``1.0`` or ``1e3``, stays text, so that labels are never
-    merged by a conversion and predictions write back what the file said.
-    """
-    col = table.column(name)
-    ints = _exact_ints(col)
-    if ints is not None:
-        return ints
-    if col.dtype.kind in "bf":  # Parquet: values already typed
-        return target_vector(table, name)
-    target_vector(table, name)  # same errors for empty cells
-    return col.astype(str)
+# choosing the task
 
 
 def decide_task(y, task):
@@ -281,89 +65,8 @@ def decide_task(y, task):
     return task
 
 
-def load_digits_table():
-    """The 8x8 handwritten digits shipped with scikit-learn, features in [0, 1]."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    names = [f"pixel_{i}" for i in range(digits.data.shape[1])]
-    return digits.data / 16.0, digits.target, names, "digit"
-
-
-# what a model trained on the digits expects of its input columns
-DIGITS_INPUT = "pixel intensities 0-16 divided by 16 (values in [0, 1]), as load_digits().data / 16"
-
-
 # ----------------------------------------------------------------------------
 # training helpers
-
-
-def fold_scaling(est, x_mean, x_scale, y_mean=None, y_scale=None):
-    """Fold standardisation of X (and y, for an identity output) into the weights.
-
-    After ``est`` was fitted on ``(X - x_mean) / x_scale`` (and
-    ``(y - y_mean) / y_scale``), it predicts from raw ``X`` in raw units.
-    Raises ValueError, leaving ``est`` unchanged, when the folded weights
-    cannot be held in the weights' dtype: a weight that overflows, or one
-    that underflows to zero or loses precision (a feature silently dropped).
-    """
-    dtype = est.coefs_[0].dtype
-    coefs = [w.astype(np.float64) for w in est.coefs_]
-    intercepts = [b.astype(np.float64) for b in est.intercepts_]
-    folded_w = coefs[0] / x_scale[:, None]
-    intercepts[0] = intercepts[0] - (x_mean / x_scale) @ coefs[0]  # the ratio never overflows
-    old_w, coefs[0] = coefs[0], folded_w
-    if y_mean is not None:
-        old_w = [old_w, coefs[-1]]
-        coefs[-1] = coefs[-1] * y_scale
-        intercepts[-1] = intercepts[-1] * y_scale + y_mean
-    else:
-        old_w = [old_w]
-    tiny, big = np.finfo(dtype).tiny, np.finfo(dtype).max
-    for w in coefs + intercepts:
-        if not np.all(np.abs(w) <= big):
-            raise ValueError(
-                f"folding the standardisation into the {dtype} weights overflows; use --dtype "
-                "float64, or --no-scale with features and targets of moderate size"
-            )
-    hint = "use --dtype float64" if dtype != np.float64 else "rescale it before training"
-    for i, (old, new) in enumerate(zip(old_w, (coefs[0], coefs[-1]))):
-        # a feature is lost when all its weights round to zero (or to
-        # subnormals, which keep almost no precision)
-        rows = (old, new) if i == 0 else (old.reshape(1, -1), new.reshape(1, -1))
-        lost = (np.abs(rows[1]).max(axis=1) < tiny) & (np.abs(rows[0]).max(axis=1) > 0)
-        if lost.any():
-            what = f"feature {int(np.flatnonzero(lost)[0])}" if i == 0 else "the target"
-            raise ValueError(
-                f"the standardisation of {what} cannot be folded into {dtype} weights "
-                f"(they would round to zero); {hint}"
-            )
-    est.coefs_[:] = [w.astype(dtype) for w in coefs]
-    est.intercepts_[:] = [b.astype(dtype) for b in intercepts]
-
-
-def _standardize(a):
-    """``(a - mean) / scale`` per column, and the mean and scale.
-
-    Each column is divided first by a power of two near its largest
-    magnitude (an exact division), so that a column of 1e300s (whose sum and
-    variance overflow) or of 1e-300s (whose variance underflows) is scaled
-    properly instead of becoming zeros. Constant columns get scale 1 (they
-    become 0, as with StandardScaler).
-    """
-    _, exponent = np.frexp(np.abs(a).max(axis=0))
-    unit = np.ldexp(1.0, exponent - 1)  # every |a / unit| < 2; a column of zeros gets 0.5
-    b = a / unit
-    mean = b.mean(axis=0)
-    scale = b.std(axis=0)
-    # constant up to the rounding of the mean (StandardScaler's test): a
-    # column of 0.1s must not become +-1s
-    n, eps = len(a), np.finfo(np.float64).eps
-    constant = scale**2 <= n * eps * scale**2 + (n * mean * eps) ** 2
-    scale[constant] = 1.0 / unit[constant]  # after "* unit": 1
-    z = (b - mean) / scale
-    z[:, constant] = 0.0
-    return z, mean * unit, scale * unit
 
 
 def _check_dtype_range(X, names, dtype):
@@ -565,10 +268,10 @@ def cmd_train(args):
 
     x_fit, y_fit = X_train.astype(args.dtype), y_train
     if scale:
-        x_fit, x_mean, x_scale = _standardize(X_train)
+        x_fit, x_mean, x_scale = standardize(X_train)
         x_fit = x_fit.astype(args.dtype)
         if not classify:
-            y2d, y_mean, y_scale = _standardize(y_train.astype(np.float64).reshape(len(y_train), -1))
+            y2d, y_mean, y_scale = standardize(y_train.astype(np.float64).reshape(len(y_train), -1))
             y_fit = y2d.reshape(y_train.shape)
     score_name = "accuracy" if classify else "R^2"
     metadata = {  # what info shows and predict needs to pick the columns
