@@ -23,8 +23,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import blasprop
-from blasprop import MLPClassifier, MLPRegressor
-from blasprop import _scaling, _tables, cli
+from blasprop import MLPClassifier, MLPRegressor, _scaling, _tables, cli
 
 
 def _run(args, cwd):

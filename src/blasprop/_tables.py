@@ -139,7 +139,9 @@ def _read_parquet(path, f):
     try:
         import pandas as pd
     except ImportError:
-        raise CLIError("reading Parquet needs pandas and pyarrow: pip install pandas pyarrow") from None
+        raise CLIError(
+            "reading Parquet needs pandas and pyarrow: pip install pandas pyarrow"
+        ) from None
     try:
         df = pd.read_parquet(f)
     except ImportError as exc:
@@ -166,7 +168,8 @@ def numeric_matrix(table, names):
             bad = next(i for i, v in enumerate(col) if not _is_float(v))
             if str(col[bad]).strip() == "":
                 raise CLIError(
-                    f"{table.path}: column {name!r} has a missing value at {table.where(bad)} (empty cell)"
+                    f"{table.path}: column {name!r} has a missing value at {table.where(bad)} "
+                    "(empty cell)"
                 ) from None
             raise CLIError(
                 f"{table.path}: column {name!r} is not numeric "
@@ -176,7 +179,8 @@ def numeric_matrix(table, names):
     if not finite.all():
         i, j = np.argwhere(~finite)[0]
         raise CLIError(
-            f"{table.path}: column {names[j]!r} has a missing or non-finite value at {table.where(i)}"
+            f"{table.path}: column {names[j]!r} has a missing or non-finite value "
+            f"at {table.where(i)}"
         )
     return out
 
@@ -221,12 +225,16 @@ def target_vector(table, name):
     else:
         empty = [i for i, v in enumerate(col) if v is None or str(v).strip() == ""]
         if empty:
-            raise CLIError(f"{table.path}: target column {name!r} is empty at {table.where(empty[0])}")
+            raise CLIError(
+                f"{table.path}: target column {name!r} is empty at {table.where(empty[0])}"
+            )
         return col.astype(str)
     if y.dtype.kind == "f":
         if not np.isfinite(y).all():
             bad = int(np.argmin(np.isfinite(y)))
-            raise CLIError(f"{table.path}: target column {name!r} has a missing value at {table.where(bad)}")
+            raise CLIError(
+                f"{table.path}: target column {name!r} has a missing value at {table.where(bad)}"
+            )
         if np.all(y == np.round(y)) and np.abs(y).max() < 2**53:
             y = y.astype(np.int64)
     return y

@@ -61,7 +61,9 @@ def decide_task(y, task):
     if task == "regress" and not numeric:
         raise CLIError("the target is not numeric, so it cannot be regressed; use --task classify")
     if task == "classify" and kind.startswith("continuous"):
-        raise CLIError("the target has non-integer numbers, so it cannot be classified; use --task regress")
+        raise CLIError(
+            "the target has non-integer numbers, so it cannot be classified; use --task regress"
+        )
     return task
 
 
@@ -79,8 +81,8 @@ def _check_dtype_range(X, names, dtype):
     if bad.size:
         j = int(bad[0])
         raise CLIError(
-            f"column {names[j]!r} has values of magnitude {peak[j]:.3g}, which float32 cannot hold; "
-            f"use --dtype float64"
+            f"column {names[j]!r} has values of magnitude {peak[j]:.3g}, "
+            "which float32 cannot hold; use --dtype float64"
         )
 
 
@@ -104,7 +106,9 @@ class ProgressBar:
             self.reporter = EpochReporter(
                 info["max_iter"], self.stream, every=self.every, min_interval=self.min_interval
             )
-        self.reporter.epoch(info["epoch"], info["loss"], info.get("validation_score"), info["elapsed"])
+        self.reporter.epoch(
+            info["epoch"], info["loss"], info.get("validation_score"), info["elapsed"]
+        )
         return None  # never asks to stop
 
     def close(self, done=True):
@@ -141,7 +145,9 @@ def _parse_ints(text, option):
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise CLIError(f"{option} expects comma-separated integers like 64,32, got {text!r}") from None
+        raise CLIError(
+            f"{option} expects comma-separated integers like 64,32, got {text!r}"
+        ) from None
     if not values or min(values) < 1:
         raise CLIError(f"{option} expects positive layer sizes, got {text!r}")
     return values
@@ -222,7 +228,10 @@ def _check_options(args):
     if args.epochs < 1:
         raise CLIError(f"--epochs must be at least 1, got {args.epochs}")
     if args.batch_size < 0:
-        raise CLIError(f"--batch-size must be a positive number of rows, or 0 for 'auto'; got {args.batch_size}")
+        raise CLIError(
+            "--batch-size must be a positive number of rows, or 0 for 'auto'; "
+            f"got {args.batch_size}"
+        )
     if args.threads is not None and args.threads < 1:
         raise CLIError(f"--threads must be at least 1, got {args.threads}")
     _new_estimator(args, classify=True)
@@ -247,7 +256,9 @@ def cmd_train(args):
             raise CLIError(f"{args.data}: no feature columns besides the target {target!r}")
         X, y = numeric_matrix(table, features), target_vector(table, target)
         source, scale = Path(args.data).name, args.scale
-        expects = "raw values (the standardisation is folded into the weights)" if scale else "raw values"
+        expects = "raw values"
+        if scale:
+            expects = "raw values (the standardisation is folded into the weights)"
     _check_dtype_range(X, features, args.dtype)
     task = decide_task(y, args.task)
     classify = task == "classify"
@@ -324,9 +335,14 @@ def cmd_train(args):
         with _threads(args.threads):
             score = _held_out_score(est, X_test.astype(args.dtype), y_test, classify)
         print(f"held-out {score_name}: {score:.4f} on {len(X_test)} rows")
-    print(f"time: {seconds:.2f} s, {1000 * seconds / epochs:.1f} ms per epoch ({est.n_iter_} epochs)")
+    print(
+        f"time: {seconds:.2f} s, {1000 * seconds / epochs:.1f} ms per epoch "
+        f"({est.n_iter_} epochs)"
+    )
     metadata.update(
-        test_score=score, fit_seconds=round(seconds, 4), seconds_per_epoch=round(seconds / epochs, 6)
+        test_score=score,
+        fit_seconds=round(seconds, 4),
+        seconds_per_epoch=round(seconds / epochs, 6),
     )
     save(est, args.out, metadata={"cli": metadata})
     print(f"model saved to {args.out}")
@@ -391,7 +407,10 @@ def _cli_metadata(est, header, path):
     features = cli.get("features")
     if features is not None:
         if len(features) != est.n_features_in_:
-            raise bad(f"cli.features names {len(features)} columns, the model has {est.n_features_in_} inputs")
+            raise bad(
+                f"cli.features names {len(features)} columns, "
+                f"the model has {est.n_features_in_} inputs"
+            )
         if len(set(features)) != len(features):
             raise bad("cli.features names a column twice")
     return cli
@@ -437,7 +456,8 @@ def cmd_predict(args):
                 raise CLIError("--proba needs a classifier; this model is a regressor")
             values = est.predict_proba(X)
             multilabel = getattr(est._label_binarizer, "y_type_", "") == "multilabel-indicator"
-            columns = [f"proba_{c}" for c in (range(values.shape[1]) if multilabel else est.classes_)]
+            labels = range(values.shape[1]) if multilabel else est.classes_
+            columns = [f"proba_{c}" for c in labels]
         else:
             values = est.predict(X)
             target = cli.get("target") if cli is not None else None
@@ -475,17 +495,24 @@ def cmd_info(args):
     sizes = [est.n_features_in_] + [w.shape[1] for w in est.coefs_]
     acts = params["activation"]
     acts = [acts] * (len(sizes) - 2) if isinstance(acts, str) else list(acts)
-    arch = str(sizes[0]) + "".join(f" -> {s} ({a})" for s, a in zip(sizes[1:], acts + [est.out_activation_]))
+    layers = zip(sizes[1:], acts + [est.out_activation_])
+    arch = str(sizes[0]) + "".join(f" -> {s} ({a})" for s, a in layers)
     n_weights = sum(w.size for w in est.coefs_)
     n_biases = sum(b.size for b in est.intercepts_)
     defaults = type(est)().get_params()
-    changed = [f"{k}={v!r}" for k, v in params.items() if k != "hidden_layer_sizes" and v != defaults.get(k)]
+    changed = [
+        f"{k}={v!r}"
+        for k, v in params.items()
+        if k != "hidden_layer_sizes" and v != defaults.get(k)
+    ]
     lines = [
-        f"file: {args.model} ({os.path.getsize(args.model):,} bytes, format {header['format_version']}, "
+        f"file: {args.model} ({os.path.getsize(args.model):,} bytes, "
+        f"format {header['format_version']}, "
         f"saved by blasprop {header.get('blasprop_version')})",
         f"estimator: {type(est).__name__}",
         f"architecture: {arch}",
-        f"parameters: {n_weights + n_biases:,} ({n_weights:,} weights + {n_biases:,} biases), {est.coefs_[0].dtype}",
+        f"parameters: {n_weights + n_biases:,} ({n_weights:,} weights + {n_biases:,} biases), "
+        f"{est.coefs_[0].dtype}",
         f"settings: {', '.join(changed) if changed else 'all defaults'}",
     ]
     if hasattr(est, "classes_"):
@@ -496,7 +523,10 @@ def cmd_info(args):
     if names is not None:
         lines.append(f"input columns ({len(names)}, picked by name): {_shorten(names)}")
     else:
-        lines.append(f"input columns: {est.n_features_in_}, unnamed (the data needs exactly these, in order)")
+        lines.append(
+            f"input columns: {est.n_features_in_}, unnamed "
+            "(the data needs exactly these, in order)"
+        )
     if cli is not None and cli.get("input") is not None:
         lines.append(f"input values: {cli['input']}")
     elif cli is not None and cli.get("standardized") is not None:
@@ -509,7 +539,10 @@ def cmd_info(args):
         training.append(f"best validation score {est.best_validation_score_:.4f}")
     lines.append("training: " + ", ".join(training))
     if cli is not None:
-        parts = [f"trained on {cli.get('data')} (target {cli.get('target')!r}, {cli.get('n_train')} rows)"]
+        parts = [
+            f"trained on {cli.get('data')} "
+            f"(target {cli.get('target')!r}, {cli.get('n_train')} rows)"
+        ]
         if cli.get("interrupted_after_epochs") is not None:
             parts.append(f"interrupted after {cli['interrupted_after_epochs']} epochs")
         if cli.get("test_score") is not None:
@@ -537,22 +570,31 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"blasprop {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model on a CSV/Parquet file (default: the digits data)")
-    p.add_argument("data", nargs="?", help="CSV with a header row, or Parquet (default: sklearn's digits)")
+    p = sub.add_parser(
+        "train", help="train a model on a CSV/Parquet file (default: the digits data)"
+    )
+    p.add_argument(
+        "data", nargs="?", help="CSV with a header row, or Parquet (default: sklearn's digits)"
+    )
     p.add_argument("--target", metavar="COL", help="target column (default: the last column)")
     p.add_argument("--task", choices=("auto", "classify", "regress"), default="auto",
                    help="auto (default): classify when the target is text or has at most "
                         f"{_MAX_CLASSES_AUTO} distinct integer values, else regress")
-    p.add_argument("--hidden", default="64", metavar="SIZES", help="hidden layer sizes, e.g. 64,64 (default: 64)")
+    p.add_argument("--hidden", default="64", metavar="SIZES",
+                   help="hidden layer sizes, e.g. 64,64 (default: 64)")
     p.add_argument("--activation", default="relu", metavar="NAME",
                    help="hidden activation: relu (default), identity, logistic, tanh, leaky_relu, "
                         "elu, gelu, silu, softplus; or one per hidden layer: relu,tanh")
     p.add_argument("--solver", default="adam", metavar="NAME",
                    help="adam (default), adamw (adam with decoupled weight decay), sgd or lbfgs")
-    p.add_argument("--epochs", type=int, default=200, metavar="N", help="maximum epochs (default: 200)")
-    p.add_argument("--batch-size", type=int, default=64, metavar="B", help="minibatch size, 0 for 'auto' (default: 64)")
-    p.add_argument("--test-size", type=float, default=0.2, metavar="FRACTION", help="held-out fraction (default: 0.2)")
-    p.add_argument("--random-state", type=int, default=None, metavar="SEED", help="seed for the split and the weights")
+    p.add_argument("--epochs", type=int, default=200, metavar="N",
+                   help="maximum epochs (default: 200)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="B",
+                   help="minibatch size, 0 for 'auto' (default: 64)")
+    p.add_argument("--test-size", type=float, default=0.2, metavar="FRACTION",
+                   help="held-out fraction (default: 0.2)")
+    p.add_argument("--random-state", type=int, default=None, metavar="SEED",
+                   help="seed for the split and the weights")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     p.add_argument("--early-stopping", dest="early_stopping", action="store_const", const=True,
                    help="hold out 10%% of the training rows and stop when their score stalls "
@@ -562,7 +604,8 @@ def build_parser():
     p.add_argument("--no-scale", dest="scale", action="store_false",
                    help="do not standardise features (and regression targets); by default they are "
                         "standardised and the scaling is folded into the saved weights")
-    p.add_argument("--out", default="model.bpm", metavar="FILE", help="model file to write (default: model.bpm)")
+    p.add_argument("--out", default="model.bpm", metavar="FILE",
+                   help="model file to write (default: model.bpm)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="threads blasprop and BLAS may use (default: what BLAS is set to use)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
