@@ -221,6 +221,7 @@ def _score(stdout, name):
 # working commands
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 def test_default_train_on_digits(runs):
     d, results = runs
     r = _ok(results["digits"])
@@ -235,6 +236,7 @@ def test_default_train_on_digits(runs):
     assert len(r.stderr.splitlines()) <= 25
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 def test_info(runs):
     d, results = runs
     r = _ok(results["digits_info"])
@@ -247,6 +249,7 @@ def test_info(runs):
     assert f"{sum(w.size for w in loaded.coefs_ + loaded.intercepts_):,}" in r.stdout
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 def test_predict_selects_columns_by_name(runs):
     d, results = runs
     r = _ok(results["digits_predict"])
@@ -259,6 +262,7 @@ def test_predict_selects_columns_by_name(runs):
     assert np.mean(got == digits.target[:300]) > 0.9
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 def test_string_labels_and_proba_to_file(runs):
     d, results = runs
     r = _ok(results["cls"])
@@ -276,6 +280,7 @@ def test_string_labels_and_proba_to_file(runs):
     np.testing.assert_array_equal(got, expected)  # repr of floats round-trips exactly
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 def test_regression_with_target_in_the_middle(runs):
     d, results = runs
     r = _ok(results["reg"])
@@ -303,6 +308,7 @@ def _check_error(returncode, stderr, case):
     assert ERROR_CASES[case][1] in lines[0]
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 @pytest.mark.parametrize("case", SUBPROCESS_ERROR_CASES)
 def test_bad_input_subprocess(runs, case):
     r = runs[1][case]
@@ -481,6 +487,7 @@ def test_lazy_public_names_resolve():
 # data files that are not regular files
 
 
+@pytest.mark.slow  # three blasprop subprocesses per command
 @pytest.mark.parametrize("command", ["train", "predict"])
 def test_non_regular_data_files_fail_at_once(inputs, command):
     """A FIFO with no writer, /dev/zero and a directory: one error line, in seconds, not never."""
@@ -863,6 +870,7 @@ def test_rewritten_header_still_loads(cli_model, tmp_path, capsys):
     assert "input values: raw values (the standardisation is folded into the weights)" in out
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 def test_info_says_what_the_digits_model_expects(runs):
     r = _ok(runs[1]["digits_info"])
     assert "input columns (64, picked by name): pixel_0, pixel_1" in r.stdout
