@@ -434,6 +434,18 @@ def test_target_values_become_numbers_when_they_can(tmp_path):
     assert list(_tables.target_vector(table, "str")) == ["x", "7"]
 
 
+def test_table_errors_are_the_errors_main_reports(tmp_path, capsys):
+    """_tables raises the CLIError that main turns into one line and exit status 2."""
+    assert cli.CLIError is _tables.CLIError
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    table = _tables.read_table(tmp_path / "t.csv")
+    with pytest.raises(cli.CLIError, match="no column 'z'"):
+        table.column("z")
+    assert cli.main(["train", str(tmp_path / "t.csv"), "--target", "z"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("blasprop: error: ") and "no column 'z'" in err
+
+
 def test_parquet(tmp_path, capsys):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
