@@ -286,6 +286,7 @@ def test_pipeline_with_scaler(kind):
     assert_allclose(preds[0], preds[1], rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kind,n_jobs", [("MLPClassifier", 1), ("MLPRegressor", 1), ("MLPClassifier", 2)]
 )

@@ -23,8 +23,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import blasprop
-from blasprop import MLPClassifier, MLPRegressor
-from blasprop import cli
+from blasprop import MLPClassifier, MLPRegressor, _scaling, _tables, cli
 
 
 def _run(args, cwd):
@@ -222,6 +221,7 @@ def _score(stdout, name):
 # working commands
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 def test_default_train_on_digits(runs):
     d, results = runs
     r = _ok(results["digits"])
@@ -236,6 +236,7 @@ def test_default_train_on_digits(runs):
     assert len(r.stderr.splitlines()) <= 25
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 def test_info(runs):
     d, results = runs
     r = _ok(results["digits_info"])
@@ -248,6 +249,7 @@ def test_info(runs):
     assert f"{sum(w.size for w in loaded.coefs_ + loaded.intercepts_):,}" in r.stdout
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 def test_predict_selects_columns_by_name(runs):
     d, results = runs
     r = _ok(results["digits_predict"])
@@ -260,6 +262,7 @@ def test_predict_selects_columns_by_name(runs):
     assert np.mean(got == digits.target[:300]) > 0.9
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 def test_string_labels_and_proba_to_file(runs):
     d, results = runs
     r = _ok(results["cls"])
@@ -277,6 +280,7 @@ def test_string_labels_and_proba_to_file(runs):
     np.testing.assert_array_equal(got, expected)  # repr of floats round-trips exactly
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 def test_regression_with_target_in_the_middle(runs):
     d, results = runs
     r = _ok(results["reg"])
@@ -304,6 +308,7 @@ def _check_error(returncode, stderr, case):
     assert ERROR_CASES[case][1] in lines[0]
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 @pytest.mark.parametrize("case", SUBPROCESS_ERROR_CASES)
 def test_bad_input_subprocess(runs, case):
     r = runs[1][case]
@@ -384,7 +389,7 @@ def test_fold_scaling_matches_scaled_pipeline():
     est = MLPRegressor(hidden_layer_sizes=(6,), max_iter=20, random_state=0)
     est.fit((X - xm) / xs, (Y - ym) / ys)
     expected = est.predict((X - xm) / xs) * ys + ym
-    cli.fold_scaling(est, xm, xs, ym, ys)
+    _scaling.fold_scaling(est, xm, xs, ym, ys)
     np.testing.assert_allclose(est.predict(X), expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
 
     Xc, labels = _classification_table(100, 6)
@@ -392,7 +397,7 @@ def test_fold_scaling_matches_scaled_pipeline():
     m, s = Xc.mean(0), Xc.std(0)
     clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=20, random_state=0).fit((Xc - m) / s, labels)
     expected = clf.predict_proba((Xc - m) / s)
-    cli.fold_scaling(clf, m, s)
+    _scaling.fold_scaling(clf, m, s)
     np.testing.assert_allclose(clf.predict_proba(Xc), expected, atol=1e-12)
 
 
@@ -415,18 +420,30 @@ def test_delimiters_and_bom(tmp_path):
     (tmp_path / "semi.csv").write_bytes("\ufeffa;b;label\n1;2;x\n3;4;y\n".encode("utf-8"))
     (tmp_path / "tabs.tsv").write_text("a\tb\tlabel\n1\t2\tx\n3\t4\ty\n")
     for name in ("semi.csv", "tabs.tsv"):
-        table = cli.read_table(tmp_path / name)
+        table = _tables.read_table(tmp_path / name)
         assert table.names == ["a", "b", "label"]
-        np.testing.assert_array_equal(cli.numeric_matrix(table, ["a", "b"]), [[1, 2], [3, 4]])
-        assert list(cli.target_vector(table, "label")) == ["x", "y"]
+        np.testing.assert_array_equal(_tables.numeric_matrix(table, ["a", "b"]), [[1, 2], [3, 4]])
+        assert list(_tables.target_vector(table, "label")) == ["x", "y"]
 
 
 def test_target_values_become_numbers_when_they_can(tmp_path):
     (tmp_path / "t.csv").write_text("a,int,float,str\n1,3,0.5,x\n2,4.0,1.5,7\n")
-    table = cli.read_table(tmp_path / "t.csv")
-    assert cli.target_vector(table, "int").dtype == np.int64
-    assert cli.target_vector(table, "float").dtype == np.float64
-    assert list(cli.target_vector(table, "str")) == ["x", "7"]
+    table = _tables.read_table(tmp_path / "t.csv")
+    assert _tables.target_vector(table, "int").dtype == np.int64
+    assert _tables.target_vector(table, "float").dtype == np.float64
+    assert list(_tables.target_vector(table, "str")) == ["x", "7"]
+
+
+def test_table_errors_are_the_errors_main_reports(tmp_path, capsys):
+    """_tables raises the CLIError that main turns into one line and exit status 2."""
+    assert cli.CLIError is _tables.CLIError
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    table = _tables.read_table(tmp_path / "t.csv")
+    with pytest.raises(cli.CLIError, match="no column 'z'"):
+        table.column("z")
+    assert cli.main(["train", str(tmp_path / "t.csv"), "--target", "z"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("blasprop: error: ") and "no column 'z'" in err
 
 
 def test_parquet(tmp_path, capsys):
@@ -482,6 +499,7 @@ def test_lazy_public_names_resolve():
 # data files that are not regular files
 
 
+@pytest.mark.slow  # three blasprop subprocesses per command
 @pytest.mark.parametrize("command", ["train", "predict"])
 def test_non_regular_data_files_fail_at_once(inputs, command):
     """A FIFO with no writer, /dev/zero and a directory: one error line, in seconds, not never."""
@@ -592,10 +610,10 @@ def _read_and_match(path, names):
     import time
 
     start = time.perf_counter()
-    table = cli.read_table(path)
+    table = _tables.read_table(path)
     wanted = names[::-1]  # a model's order differs from the file's
     assert all(n in table for n in wanted)
-    X = cli.numeric_matrix(table, wanted)
+    X = _tables.numeric_matrix(table, wanted)
     return time.perf_counter() - start, X
 
 
@@ -674,8 +692,8 @@ def test_labels_are_exact(tmp_path, labels, dtype, capsys):
 
 def test_integer_targets_parse_as_integers(tmp_path):
     (tmp_path / "t.csv").write_text("a,y\n1,9007199254740993\n2,-9223372036854775808\n3,0\n")
-    table = cli.read_table(tmp_path / "t.csv")
-    for y in (cli.target_vector(table, "y"), cli.class_labels(table, "y")):
+    table = _tables.read_table(tmp_path / "t.csv")
+    for y in (_tables.target_vector(table, "y"), _tables.class_labels(table, "y")):
         assert y.dtype == np.int64
         assert y.tolist() == [2**53 + 1, -(2**63), 0]
 
@@ -695,7 +713,7 @@ def test_standardize_extreme_columns():
         s * 3 + 1,           # ordinary
         np.zeros(500),
     ])
-    z, mean, scale = cli._standardize(a)
+    z, mean, scale = _scaling.standardize(a)
     assert np.isfinite(z).all() and np.isfinite(mean).all() and np.isfinite(scale).all()
     assert (scale > 0).all()
     for j in (0, 1, 4):  # informative columns: standardised, not zeroed
@@ -754,7 +772,7 @@ def test_fold_scaling_refuses_what_float32_cannot_hold(x_scale, fragment):
     clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(X.astype(np.float32), labels)
     before = [w.copy() for w in clf.coefs_]
     with pytest.raises(ValueError, match=fragment):
-        cli.fold_scaling(clf, np.zeros(3), np.array([1.0, x_scale, 1.0]))
+        _scaling.fold_scaling(clf, np.zeros(3), np.array([1.0, x_scale, 1.0]))
     for w, b in zip(clf.coefs_, before):
         np.testing.assert_array_equal(w, b)  # unchanged
 
@@ -864,6 +882,7 @@ def test_rewritten_header_still_loads(cli_model, tmp_path, capsys):
     assert "input values: raw values (the standardisation is folded into the weights)" in out
 
 
+@pytest.mark.slow  # the runs fixture: some 25 subprocesses and the digits training
 def test_info_says_what_the_digits_model_expects(runs):
     r = _ok(runs[1]["digits_info"])
     assert "input columns (64, picked by name): pixel_0, pixel_1" in r.stdout

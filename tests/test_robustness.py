@@ -242,6 +242,7 @@ def memmap_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("memmaps"))
 
 
+@pytest.mark.slow
 @PROPERTY_SETTINGS
 @given(cfg=configs())
 def test_model_does_not_depend_on_memory_layout(cfg, memmap_dir):

@@ -185,6 +185,7 @@ def test_the_cluster_runs_while_the_dask_dashboard_port_is_taken(client, dashboa
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_incremental_classifier_equals_the_local_partial_fit_loop(client):
     da, Incremental, _ = _dask()
     X, y = _classification()
@@ -320,6 +321,7 @@ def test_grid_search_on_the_dask_joblib_backend_equals_the_default(client):
     _assert_same_search(remote, local)
 
 
+@pytest.mark.slow
 def test_grid_search_on_the_ray_joblib_backend_equals_the_default():
     ray = pytest.importorskip("ray")
     from ray.util.joblib import register_ray

@@ -1,11 +1,12 @@
 """The ``blasprop`` command: ``train``, ``predict`` and ``info``.
 
-This module only parses arguments and orchestrates; reading tables, choosing
-the task, folding feature scaling into the weights and drawing the progress
-bar live in the helper functions and class below.  Every expected failure
+This module parses arguments and runs the three commands. Reading tables
+(CSV, Parquet, the digits) and turning columns into features, targets and
+labels live in ``_tables``; standardising the training data and folding the
+scaling into the saved weights live in ``_scaling``.  Every expected failure
 (bad file, missing column, non-numeric feature, wrong feature count, bad
-option value) ends as one ``blasprop: error: ...`` line on stderr and exit
-status 2.
+option value) is a ``CLIError`` (or a ``ValueError`` or ``OSError``) and
+ends as one ``blasprop: error: ...`` line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -13,252 +14,35 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import io
 import os
-import re
 import signal
-import stat
 import sys
 import threading
 import time
 import warnings
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from ._scaling import fold_scaling, standardize
+from ._tables import (
+    DIGITS_INPUT,
+    CLIError,
+    class_labels,
+    load_digits_table,
+    numeric_matrix,
+    read_table,
+    target_vector,
+)
+
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
-_PARQUET_SUFFIXES = {".parquet", ".pq"}
 _MAX_CLASSES_AUTO = 20  # --task auto: integer targets with at most this many values are classes
 _MIN_ROWS_EARLY_STOPPING = 1000  # default: early stopping only from this many training rows
 
 
-class CLIError(Exception):
-    """An expected failure, reported as one line without a traceback."""
-
-
 # ----------------------------------------------------------------------------
-# reading data
-
-
-class Table:
-    """Named columns read from a CSV or Parquet file."""
-
-    def __init__(self, path, names, columns, lines=None):
-        self.path, self.names, self.columns = str(path), names, columns
-        self.lines = lines  # file line number of each row (CSV only), for messages
-        self.n_rows = len(columns[0]) if columns else 0
-        self._index = {name: j for j, name in enumerate(names)}  # wide files: no list.index
-
-    def __contains__(self, name):
-        return name in self._index
-
-    def column(self, name):
-        j = self._index.get(name)
-        if j is None:
-            shown = ", ".join(repr(n) for n in self.names[:12])
-            more = ", ..." if len(self.names) > 12 else ""
-            raise CLIError(f"{self.path}: no column {name!r} (columns: {shown}{more})")
-        return self.columns[j]
-
-    def where(self, i):
-        return f"line {self.lines[i]}" if self.lines else f"row {i + 1}"
-
-
-_FILE_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def _open_data_file(path):
-    """Open ``path`` for reading if it is a regular file.
-
-    The check is on the opened descriptor (no window for the path to change
-    in between), and the open does not block: a FIFO would otherwise wait
-    for a writer forever, and /dev/zero would be read until memory runs out.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except IsADirectoryError:  # Windows cannot open directories
-        raise CLIError(f"{path}: is a directory, not a data file") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
-            raise CLIError(f"{path}: is {kind}, not a data file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def read_table(path):
-    """Read a CSV file with a header row (or Parquet, with pandas + pyarrow)."""
-    path = Path(path)
-    with _open_data_file(path) as f:
-        if path.suffix.lower() in _PARQUET_SUFFIXES:
-            return _read_parquet(path, f)
-        data = f.read()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise CLIError(f"{path}: not a UTF-8 text (CSV) file") from None
-    del data
-    if "\x00" in text:
-        raise CLIError(f"{path}: contains NUL bytes; not a text (CSV) file")
-    first = text[: text.find("\n")] if "\n" in text else text
-    delimiter = ","
-    if "," not in first:
-        delimiter = "\t" if "\t" in first else (";" if ";" in first else ",")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows, lines = [], []
-    try:
-        header = next(reader, None)
-        for row in reader:
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise CLIError(
-                    f"{path}: line {reader.line_num} has {len(row)} fields, "
-                    f"the header has {len(header)}"
-                )
-            rows.append([cell.strip() for cell in row])
-            lines.append(reader.line_num)
-    except csv.Error as exc:
-        raise CLIError(f"{path}: not a readable CSV file ({exc})") from None
-    del text
-    if not header or all(not h.strip() for h in header):
-        raise CLIError(f"{path}: empty file; expected a CSV header row")
-    names = [h.strip() or f"column_{i}" for i, h in enumerate(header)]
-    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
-    if dupes:
-        raise CLIError(f"{path}: duplicate column name(s) {', '.join(map(repr, dupes))}")
-    if not rows:
-        raise CLIError(f"{path}: has a header but no data rows")
-    cells = np.empty((len(rows), len(names)), dtype=object)
-    cells[...] = rows
-    del rows
-    return Table(path, names, list(cells.T), lines)
-
-
-def _read_parquet(path, f):
-    try:
-        import pandas as pd
-    except ImportError:
-        raise CLIError("reading Parquet needs pandas and pyarrow: pip install pandas pyarrow") from None
-    try:
-        df = pd.read_parquet(f)
-    except ImportError as exc:
-        raise CLIError(f"reading Parquet needs pyarrow: pip install pyarrow ({exc})") from None
-    except Exception as exc:  # pyarrow raises its own error types for bad files
-        raise CLIError(f"{path}: not a readable Parquet file ({exc})") from None
-    if df.shape[0] == 0 or df.shape[1] == 0:
-        raise CLIError(f"{path}: no data")
-    names = [str(c) for c in df.columns]
-    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
-    if dupes:
-        raise CLIError(f"{path}: duplicate column name(s) {', '.join(map(repr, dupes))}")
-    return Table(path, names, [df.iloc[:, j].to_numpy() for j in range(df.shape[1])])
-
-
-def numeric_matrix(table, names):
-    """The named columns as a float64 matrix; complain about anything else."""
-    out = np.empty((table.n_rows, len(names)), dtype=np.float64)
-    for j, name in enumerate(names):
-        col = table.column(name)
-        try:
-            out[:, j] = col.astype(np.float64)
-        except (ValueError, TypeError, OverflowError):
-            bad = next(i for i, v in enumerate(col) if not _is_float(v))
-            if str(col[bad]).strip() == "":
-                raise CLIError(
-                    f"{table.path}: column {name!r} has a missing value at {table.where(bad)} (empty cell)"
-                ) from None
-            raise CLIError(
-                f"{table.path}: column {name!r} is not numeric "
-                f"({table.where(bad)}: {str(col[bad])[:40]!r}); features must be numbers"
-            ) from None
-    finite = np.isfinite(out)
-    if not finite.all():
-        i, j = np.argwhere(~finite)[0]
-        raise CLIError(
-            f"{table.path}: column {names[j]!r} has a missing or non-finite value at {table.where(i)}"
-        )
-    return out
-
-
-def _is_float(v):
-    try:
-        float(v)
-    except (ValueError, TypeError, OverflowError):
-        return False
-    return True
-
-
-_INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})")  # canonical, at most 19 digits (int64)
-
-
-def _exact_ints(col):
-    """``col`` as int64 when every value is the text of an int64, else None.
-
-    Parsed as integers, never through float64, which cannot tell 2**53 from
-    2**53 + 1.
-    """
-    if col.dtype.kind in "iu":
-        return col
-    if col.dtype.kind != "O" or not all(isinstance(v, str) and _INT_TEXT.fullmatch(v) for v in col):
-        return None
-    values = [int(v) for v in col]
-    if min(values) < -(2**63) or max(values) >= 2**63:
-        return None
-    return np.array(values, dtype=np.int64)
-
-
-def target_vector(table, name):
-    """Numbers when every value parses as one (integers when all integral), else strings."""
-    col = table.column(name)
-    ints = _exact_ints(col)
-    if ints is not None:
-        return ints
-    if col.dtype.kind in "bf":
-        y = col
-    elif all(_is_float(v) for v in col):
-        y = col.astype(np.float64)
-    else:
-        empty = [i for i, v in enumerate(col) if v is None or str(v).strip() == ""]
-        if empty:
-            raise CLIError(f"{table.path}: target column {name!r} is empty at {table.where(empty[0])}")
-        return col.astype(str)
-    if y.dtype.kind == "f":
-        if not np.isfinite(y).all():
-            bad = int(np.argmin(np.isfinite(y)))
-            raise CLIError(f"{table.path}: target column {name!r} has a missing value at {table.where(bad)}")
-        if np.all(y == np.round(y)) and np.abs(y).max() < 2**53:
-            y = y.astype(np.int64)
-    return y
-
-
-def class_labels(table, name):
-    """The target column's values as class labels, exactly as written.
-
-    Integers are int64 (parsed as integers); any other text, including
-    numbers such as ``1.0`` or ``1e3``, stays text, so that labels are never
-    merged by a conversion and predictions write back what the file said.
-    """
-    col = table.column(name)
-    ints = _exact_ints(col)
-    if ints is not None:
-        return ints
-    if col.dtype.kind in "bf":  # Parquet: values already typed
-        return target_vector(table, name)
-    target_vector(table, name)  # same errors for empty cells
-    return col.astype(str)
+# choosing the task
 
 
 def decide_task(y, task):
@@ -277,93 +61,14 @@ def decide_task(y, task):
     if task == "regress" and not numeric:
         raise CLIError("the target is not numeric, so it cannot be regressed; use --task classify")
     if task == "classify" and kind.startswith("continuous"):
-        raise CLIError("the target has non-integer numbers, so it cannot be classified; use --task regress")
+        raise CLIError(
+            "the target has non-integer numbers, so it cannot be classified; use --task regress"
+        )
     return task
-
-
-def load_digits_table():
-    """The 8x8 handwritten digits shipped with scikit-learn, features in [0, 1]."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    names = [f"pixel_{i}" for i in range(digits.data.shape[1])]
-    return digits.data / 16.0, digits.target, names, "digit"
-
-
-# what a model trained on the digits expects of its input columns
-DIGITS_INPUT = "pixel intensities 0-16 divided by 16 (values in [0, 1]), as load_digits().data / 16"
 
 
 # ----------------------------------------------------------------------------
 # training helpers
-
-
-def fold_scaling(est, x_mean, x_scale, y_mean=None, y_scale=None):
-    """Fold standardisation of X (and y, for an identity output) into the weights.
-
-    After ``est`` was fitted on ``(X - x_mean) / x_scale`` (and
-    ``(y - y_mean) / y_scale``), it predicts from raw ``X`` in raw units.
-    Raises ValueError, leaving ``est`` unchanged, when the folded weights
-    cannot be held in the weights' dtype: a weight that overflows, or one
-    that underflows to zero or loses precision (a feature silently dropped).
-    """
-    dtype = est.coefs_[0].dtype
-    coefs = [w.astype(np.float64) for w in est.coefs_]
-    intercepts = [b.astype(np.float64) for b in est.intercepts_]
-    folded_w = coefs[0] / x_scale[:, None]
-    intercepts[0] = intercepts[0] - (x_mean / x_scale) @ coefs[0]  # the ratio never overflows
-    old_w, coefs[0] = coefs[0], folded_w
-    if y_mean is not None:
-        old_w = [old_w, coefs[-1]]
-        coefs[-1] = coefs[-1] * y_scale
-        intercepts[-1] = intercepts[-1] * y_scale + y_mean
-    else:
-        old_w = [old_w]
-    tiny, big = np.finfo(dtype).tiny, np.finfo(dtype).max
-    for w in coefs + intercepts:
-        if not np.all(np.abs(w) <= big):
-            raise ValueError(
-                f"folding the standardisation into the {dtype} weights overflows; use --dtype "
-                "float64, or --no-scale with features and targets of moderate size"
-            )
-    hint = "use --dtype float64" if dtype != np.float64 else "rescale it before training"
-    for i, (old, new) in enumerate(zip(old_w, (coefs[0], coefs[-1]))):
-        # a feature is lost when all its weights round to zero (or to
-        # subnormals, which keep almost no precision)
-        rows = (old, new) if i == 0 else (old.reshape(1, -1), new.reshape(1, -1))
-        lost = (np.abs(rows[1]).max(axis=1) < tiny) & (np.abs(rows[0]).max(axis=1) > 0)
-        if lost.any():
-            what = f"feature {int(np.flatnonzero(lost)[0])}" if i == 0 else "the target"
-            raise ValueError(
-                f"the standardisation of {what} cannot be folded into {dtype} weights "
-                f"(they would round to zero); {hint}"
-            )
-    est.coefs_[:] = [w.astype(dtype) for w in coefs]
-    est.intercepts_[:] = [b.astype(dtype) for b in intercepts]
-
-
-def _standardize(a):
-    """``(a - mean) / scale`` per column, and the mean and scale.
-
-    Each column is divided first by a power of two near its largest
-    magnitude (an exact division), so that a column of 1e300s (whose sum and
-    variance overflow) or of 1e-300s (whose variance underflows) is scaled
-    properly instead of becoming zeros. Constant columns get scale 1 (they
-    become 0, as with StandardScaler).
-    """
-    _, exponent = np.frexp(np.abs(a).max(axis=0))
-    unit = np.ldexp(1.0, exponent - 1)  # every |a / unit| < 2; a column of zeros gets 0.5
-    b = a / unit
-    mean = b.mean(axis=0)
-    scale = b.std(axis=0)
-    # constant up to the rounding of the mean (StandardScaler's test): a
-    # column of 0.1s must not become +-1s
-    n, eps = len(a), np.finfo(np.float64).eps
-    constant = scale**2 <= n * eps * scale**2 + (n * mean * eps) ** 2
-    scale[constant] = 1.0 / unit[constant]  # after "* unit": 1
-    z = (b - mean) / scale
-    z[:, constant] = 0.0
-    return z, mean * unit, scale * unit
 
 
 def _check_dtype_range(X, names, dtype):
@@ -376,8 +81,8 @@ def _check_dtype_range(X, names, dtype):
     if bad.size:
         j = int(bad[0])
         raise CLIError(
-            f"column {names[j]!r} has values of magnitude {peak[j]:.3g}, which float32 cannot hold; "
-            f"use --dtype float64"
+            f"column {names[j]!r} has values of magnitude {peak[j]:.3g}, "
+            "which float32 cannot hold; use --dtype float64"
         )
 
 
@@ -401,7 +106,9 @@ class ProgressBar:
             self.reporter = EpochReporter(
                 info["max_iter"], self.stream, every=self.every, min_interval=self.min_interval
             )
-        self.reporter.epoch(info["epoch"], info["loss"], info.get("validation_score"), info["elapsed"])
+        self.reporter.epoch(
+            info["epoch"], info["loss"], info.get("validation_score"), info["elapsed"]
+        )
         return None  # never asks to stop
 
     def close(self, done=True):
@@ -438,7 +145,9 @@ def _parse_ints(text, option):
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise CLIError(f"{option} expects comma-separated integers like 64,32, got {text!r}") from None
+        raise CLIError(
+            f"{option} expects comma-separated integers like 64,32, got {text!r}"
+        ) from None
     if not values or min(values) < 1:
         raise CLIError(f"{option} expects positive layer sizes, got {text!r}")
     return values
@@ -519,7 +228,10 @@ def _check_options(args):
     if args.epochs < 1:
         raise CLIError(f"--epochs must be at least 1, got {args.epochs}")
     if args.batch_size < 0:
-        raise CLIError(f"--batch-size must be a positive number of rows, or 0 for 'auto'; got {args.batch_size}")
+        raise CLIError(
+            "--batch-size must be a positive number of rows, or 0 for 'auto'; "
+            f"got {args.batch_size}"
+        )
     if args.threads is not None and args.threads < 1:
         raise CLIError(f"--threads must be at least 1, got {args.threads}")
     _new_estimator(args, classify=True)
@@ -544,7 +256,9 @@ def cmd_train(args):
             raise CLIError(f"{args.data}: no feature columns besides the target {target!r}")
         X, y = numeric_matrix(table, features), target_vector(table, target)
         source, scale = Path(args.data).name, args.scale
-        expects = "raw values (the standardisation is folded into the weights)" if scale else "raw values"
+        expects = "raw values"
+        if scale:
+            expects = "raw values (the standardisation is folded into the weights)"
     _check_dtype_range(X, features, args.dtype)
     task = decide_task(y, args.task)
     classify = task == "classify"
@@ -565,10 +279,10 @@ def cmd_train(args):
 
     x_fit, y_fit = X_train.astype(args.dtype), y_train
     if scale:
-        x_fit, x_mean, x_scale = _standardize(X_train)
+        x_fit, x_mean, x_scale = standardize(X_train)
         x_fit = x_fit.astype(args.dtype)
         if not classify:
-            y2d, y_mean, y_scale = _standardize(y_train.astype(np.float64).reshape(len(y_train), -1))
+            y2d, y_mean, y_scale = standardize(y_train.astype(np.float64).reshape(len(y_train), -1))
             y_fit = y2d.reshape(y_train.shape)
     score_name = "accuracy" if classify else "R^2"
     metadata = {  # what info shows and predict needs to pick the columns
@@ -621,9 +335,14 @@ def cmd_train(args):
         with _threads(args.threads):
             score = _held_out_score(est, X_test.astype(args.dtype), y_test, classify)
         print(f"held-out {score_name}: {score:.4f} on {len(X_test)} rows")
-    print(f"time: {seconds:.2f} s, {1000 * seconds / epochs:.1f} ms per epoch ({est.n_iter_} epochs)")
+    print(
+        f"time: {seconds:.2f} s, {1000 * seconds / epochs:.1f} ms per epoch "
+        f"({est.n_iter_} epochs)"
+    )
     metadata.update(
-        test_score=score, fit_seconds=round(seconds, 4), seconds_per_epoch=round(seconds / epochs, 6)
+        test_score=score,
+        fit_seconds=round(seconds, 4),
+        seconds_per_epoch=round(seconds / epochs, 6),
     )
     save(est, args.out, metadata={"cli": metadata})
     print(f"model saved to {args.out}")
@@ -688,7 +407,10 @@ def _cli_metadata(est, header, path):
     features = cli.get("features")
     if features is not None:
         if len(features) != est.n_features_in_:
-            raise bad(f"cli.features names {len(features)} columns, the model has {est.n_features_in_} inputs")
+            raise bad(
+                f"cli.features names {len(features)} columns, "
+                f"the model has {est.n_features_in_} inputs"
+            )
         if len(set(features)) != len(features):
             raise bad("cli.features names a column twice")
     return cli
@@ -734,7 +456,8 @@ def cmd_predict(args):
                 raise CLIError("--proba needs a classifier; this model is a regressor")
             values = est.predict_proba(X)
             multilabel = getattr(est._label_binarizer, "y_type_", "") == "multilabel-indicator"
-            columns = [f"proba_{c}" for c in (range(values.shape[1]) if multilabel else est.classes_)]
+            labels = range(values.shape[1]) if multilabel else est.classes_
+            columns = [f"proba_{c}" for c in labels]
         else:
             values = est.predict(X)
             target = cli.get("target") if cli is not None else None
@@ -772,17 +495,24 @@ def cmd_info(args):
     sizes = [est.n_features_in_] + [w.shape[1] for w in est.coefs_]
     acts = params["activation"]
     acts = [acts] * (len(sizes) - 2) if isinstance(acts, str) else list(acts)
-    arch = str(sizes[0]) + "".join(f" -> {s} ({a})" for s, a in zip(sizes[1:], acts + [est.out_activation_]))
+    layers = zip(sizes[1:], acts + [est.out_activation_])
+    arch = str(sizes[0]) + "".join(f" -> {s} ({a})" for s, a in layers)
     n_weights = sum(w.size for w in est.coefs_)
     n_biases = sum(b.size for b in est.intercepts_)
     defaults = type(est)().get_params()
-    changed = [f"{k}={v!r}" for k, v in params.items() if k != "hidden_layer_sizes" and v != defaults.get(k)]
+    changed = [
+        f"{k}={v!r}"
+        for k, v in params.items()
+        if k != "hidden_layer_sizes" and v != defaults.get(k)
+    ]
     lines = [
-        f"file: {args.model} ({os.path.getsize(args.model):,} bytes, format {header['format_version']}, "
+        f"file: {args.model} ({os.path.getsize(args.model):,} bytes, "
+        f"format {header['format_version']}, "
         f"saved by blasprop {header.get('blasprop_version')})",
         f"estimator: {type(est).__name__}",
         f"architecture: {arch}",
-        f"parameters: {n_weights + n_biases:,} ({n_weights:,} weights + {n_biases:,} biases), {est.coefs_[0].dtype}",
+        f"parameters: {n_weights + n_biases:,} ({n_weights:,} weights + {n_biases:,} biases), "
+        f"{est.coefs_[0].dtype}",
         f"settings: {', '.join(changed) if changed else 'all defaults'}",
     ]
     if hasattr(est, "classes_"):
@@ -793,7 +523,10 @@ def cmd_info(args):
     if names is not None:
         lines.append(f"input columns ({len(names)}, picked by name): {_shorten(names)}")
     else:
-        lines.append(f"input columns: {est.n_features_in_}, unnamed (the data needs exactly these, in order)")
+        lines.append(
+            f"input columns: {est.n_features_in_}, unnamed "
+            "(the data needs exactly these, in order)"
+        )
     if cli is not None and cli.get("input") is not None:
         lines.append(f"input values: {cli['input']}")
     elif cli is not None and cli.get("standardized") is not None:
@@ -806,7 +539,10 @@ def cmd_info(args):
         training.append(f"best validation score {est.best_validation_score_:.4f}")
     lines.append("training: " + ", ".join(training))
     if cli is not None:
-        parts = [f"trained on {cli.get('data')} (target {cli.get('target')!r}, {cli.get('n_train')} rows)"]
+        parts = [
+            f"trained on {cli.get('data')} "
+            f"(target {cli.get('target')!r}, {cli.get('n_train')} rows)"
+        ]
         if cli.get("interrupted_after_epochs") is not None:
             parts.append(f"interrupted after {cli['interrupted_after_epochs']} epochs")
         if cli.get("test_score") is not None:
@@ -834,22 +570,31 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"blasprop {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model on a CSV/Parquet file (default: the digits data)")
-    p.add_argument("data", nargs="?", help="CSV with a header row, or Parquet (default: sklearn's digits)")
+    p = sub.add_parser(
+        "train", help="train a model on a CSV/Parquet file (default: the digits data)"
+    )
+    p.add_argument(
+        "data", nargs="?", help="CSV with a header row, or Parquet (default: sklearn's digits)"
+    )
     p.add_argument("--target", metavar="COL", help="target column (default: the last column)")
     p.add_argument("--task", choices=("auto", "classify", "regress"), default="auto",
                    help="auto (default): classify when the target is text or has at most "
                         f"{_MAX_CLASSES_AUTO} distinct integer values, else regress")
-    p.add_argument("--hidden", default="64", metavar="SIZES", help="hidden layer sizes, e.g. 64,64 (default: 64)")
+    p.add_argument("--hidden", default="64", metavar="SIZES",
+                   help="hidden layer sizes, e.g. 64,64 (default: 64)")
     p.add_argument("--activation", default="relu", metavar="NAME",
                    help="hidden activation: relu (default), identity, logistic, tanh, leaky_relu, "
                         "elu, gelu, silu, softplus; or one per hidden layer: relu,tanh")
     p.add_argument("--solver", default="adam", metavar="NAME",
                    help="adam (default), adamw (adam with decoupled weight decay), sgd or lbfgs")
-    p.add_argument("--epochs", type=int, default=200, metavar="N", help="maximum epochs (default: 200)")
-    p.add_argument("--batch-size", type=int, default=64, metavar="B", help="minibatch size, 0 for 'auto' (default: 64)")
-    p.add_argument("--test-size", type=float, default=0.2, metavar="FRACTION", help="held-out fraction (default: 0.2)")
-    p.add_argument("--random-state", type=int, default=None, metavar="SEED", help="seed for the split and the weights")
+    p.add_argument("--epochs", type=int, default=200, metavar="N",
+                   help="maximum epochs (default: 200)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="B",
+                   help="minibatch size, 0 for 'auto' (default: 64)")
+    p.add_argument("--test-size", type=float, default=0.2, metavar="FRACTION",
+                   help="held-out fraction (default: 0.2)")
+    p.add_argument("--random-state", type=int, default=None, metavar="SEED",
+                   help="seed for the split and the weights")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     p.add_argument("--early-stopping", dest="early_stopping", action="store_const", const=True,
                    help="hold out 10%% of the training rows and stop when their score stalls "
@@ -859,7 +604,8 @@ def build_parser():
     p.add_argument("--no-scale", dest="scale", action="store_false",
                    help="do not standardise features (and regression targets); by default they are "
                         "standardised and the scaling is folded into the saved weights")
-    p.add_argument("--out", default="model.bpm", metavar="FILE", help="model file to write (default: model.bpm)")
+    p.add_argument("--out", default="model.bpm", metavar="FILE",
+                   help="model file to write (default: model.bpm)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="threads blasprop and BLAS may use (default: what BLAS is set to use)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
