@@ -28,7 +28,7 @@ import statistics
 import sys
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -279,8 +279,8 @@ def machine_info(impls: Impls | None = None) -> dict:
     if len(ident) == 2:
         cpu += f" (family {ident[0]}, model {ident[1]})"
     import scipy
-    import sklearn
     import scipy.linalg  # noqa: F401  (loads scipy's BLAS so threadpoolctl sees it)
+    import sklearn
     from threadpoolctl import threadpool_info
 
     info = {

@@ -12,10 +12,21 @@ blasprop's epoch time.  100% would mean blasprop spends nothing outside gemm.
 """
 
 import numpy as np
-
-from _common import (ALL_CORES, Config, Section, compare_epochs, estimator_trainer, fmt_s,
-                     fmt_x, md_table, pinned_threads, standalone, threads_line,
-                     torch_dtype, torch_trainer)
+from _common import (
+    ALL_CORES,
+    Config,
+    Section,
+    compare_epochs,
+    estimator_trainer,
+    fmt_s,
+    fmt_x,
+    md_table,
+    pinned_threads,
+    standalone,
+    threads_line,
+    torch_dtype,
+    torch_trainer,
+)
 
 N_FEATURES, HIDDEN, N_CLASSES, BATCH = 784, (512, 512), 10, 256
 LAYERS = (N_FEATURES, *HIDDEN, N_CLASSES)

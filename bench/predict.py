@@ -8,13 +8,23 @@ first (untimed); inference cost does not depend on the weight values.
     python bench/predict.py [--quick] [--standin] [--no-torch]
 """
 
-import numpy as np
-
 import large
+import numpy as np
 import seed
-from _common import (ALL_CORES, Config, Section, compare_calls, fmt_s, fmt_x, md_table,
-                     pinned_threads, quiet_fit, standalone, threads_line,
-                     torch_dtype)
+from _common import (
+    ALL_CORES,
+    Config,
+    Section,
+    compare_calls,
+    fmt_s,
+    fmt_x,
+    md_table,
+    pinned_threads,
+    quiet_fit,
+    standalone,
+    threads_line,
+    torch_dtype,
+)
 
 FIT_ROWS = 2_000
 

@@ -12,13 +12,23 @@ batch 1 only), scikit-learn, PyTorch eager and blasprop.
 import statistics
 import time
 
-import numpy as np
-
 import floor
 import naive
-from _common import (Config, Section, compare_epochs, estimator_trainer, fmt_s, fmt_x,
-                     md_table, pinned_threads, standalone, threads_line,
-                     torch_dtype, torch_trainer)
+import numpy as np
+from _common import (
+    Config,
+    Section,
+    compare_epochs,
+    estimator_trainer,
+    fmt_s,
+    fmt_x,
+    md_table,
+    pinned_threads,
+    standalone,
+    threads_line,
+    torch_dtype,
+    torch_trainer,
+)
 
 N_ROWS, N_FEATURES, HIDDEN = 10_000, 39, (39, 39)
 BATCHES = (1, 32, 200)

@@ -7,8 +7,6 @@ import contextlib
 
 import numpy as np
 import pytest
-
-from blasprop import _blas
 from blasprop._blas import (
     _axpy_memview,
     _dot_memview,
@@ -17,6 +15,8 @@ from blasprop._blas import (
     _ger_memview,
     gemm_memview,
 )
+
+from blasprop import _blas
 from blasprop._blas_policy import SMALL_KERNEL_LIMITS, Routes, current, use
 
 DTYPES = [(np.float64, 1e-12), (np.float32, 1e-5)]

@@ -11,10 +11,10 @@ import numpy
 import pytest
 import scipy
 import sklearn
+from blasprop._version import build_options
 from packaging.version import Version
 
 import blasprop
-from blasprop._version import build_options
 
 MESON_BUILD = Path(__file__).resolve().parents[1] / "meson.build"
 

@@ -87,8 +87,9 @@ def _layout(units=UNITS, cap=CAP, acts=(1, 0)):
 
 
 def _kernel_args(dtype, sparse):
-    from blasprop import _core
     from blasprop._codes import bp_solver
+
+    from blasprop import _core
 
     rng = np.random.RandomState(0)
     layout = _layout()

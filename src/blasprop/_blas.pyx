@@ -340,8 +340,8 @@ cdef blas_int _stride(Py_ssize_t size, Py_ssize_t stride, Py_ssize_t itemsize,
     return <blas_int> (stride // itemsize)
 
 
-def _dot_memview(const floating[:] x,  # IN
-                 const floating[:] y): # IN
+def _dot_memview(const floating[:] x,   # IN
+                 const floating[:] y):  # IN
     """x · y"""
     if x.shape[0] != y.shape[0]:
         raise ValueError("dot: incompatible shapes")

@@ -189,7 +189,8 @@ def _format(info):
                  + ("yes" if blas["small_matrix_gemm"] else "no (gemv, ger)"))
     loaded = blas["loaded"]
     if loaded is None:
-        lines.append("  loaded: unknown (pip install threadpoolctl to see the library and its threads)")
+        lines.append("  loaded: unknown (pip install threadpoolctl to see the library and "
+                     "its threads)")
     elif not loaded:
         lines.append("  loaded: not visible to threadpoolctl (e.g. Apple Accelerate)")
     else:

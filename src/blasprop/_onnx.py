@@ -64,7 +64,8 @@ class _Graph:
         name = self.name(prefix)
         if arr.dtype.kind in "OU":
             tensor = self.helper.make_tensor(
-                name, 8, list(arr.shape), [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr.ravel()]
+                name, 8, list(arr.shape),
+                [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr.ravel()]
             )  # 8 == TensorProto.STRING
         else:
             tensor = self.numpy_helper.from_array(np.ascontiguousarray(arr), name)
@@ -115,7 +116,8 @@ def _hidden(g, act, x):
         if f32:
             return g.op("Softplus", [x])
         # relu(x) + log(1 + exp(-|x|)), stable for large |x|
-        tail = g.op("Log", [g.op("Add", [g.op("Exp", [g.op("Neg", [g.op("Abs", [x])])]), g.const(1.0)])])
+        exp_neg_abs = g.op("Exp", [g.op("Neg", [g.op("Abs", [x])])])
+        tail = g.op("Log", [g.op("Add", [exp_neg_abs, g.const(1.0)])])
         return g.op("Add", [g.op("Relu", [x]), tail])
     raise ValueError(
         f"cannot export hidden activation {act!r}; known: {', '.join(HIDDEN_ACTIVATIONS)}"
@@ -133,7 +135,8 @@ def _label_dtype(classes):
         return classes.dtype.newbyteorder("=")
     if kind in "US" or (kind == "O" and all(isinstance(c, (str, bytes)) for c in classes)):
         return object
-    if kind == "O" and all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes):
+    if kind == "O" and all(isinstance(c, (int, np.integer)) and not isinstance(c, bool)
+                           for c in classes):
         return np.int64
     raise ValueError(f"cannot export class labels of dtype {classes.dtype}")
 
@@ -201,11 +204,13 @@ def to_onnx(estimator, path=None):
             proba = g.op("Sigmoid", [x], output="probabilities")
             above = g.op("Greater", [proba, g.const(0.5)])
             g.op("Cast", [above], output="label", to=TensorProto.INT64)
-            label_info = helper.make_tensor_value_info("label", TensorProto.INT64, [None, n_outputs])
+            label_info = helper.make_tensor_value_info("label", TensorProto.INT64,
+                                                       [None, n_outputs])
             n_proba = n_outputs
         else:
             label_dtype = _label_dtype(classes)
-            label_const = g.const(classes.astype(label_dtype) if label_dtype is not object else classes,
+            label_const = g.const(classes.astype(label_dtype)
+                                  if label_dtype is not object else classes,
                                   "classes", dtype=label_dtype)
             if out_act == "logistic" and n_outputs == 1:  # binary
                 p = g.op("Sigmoid", [x])

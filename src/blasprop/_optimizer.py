@@ -60,5 +60,5 @@ class Optimizer:
             return True
         self.learning_rate /= 5.0
         if reporter:
-            reporter.message(msg + " Setting learning rate to %f" % self.learning_rate)
+            reporter.message(f"{msg} Setting learning rate to {self.learning_rate:f}")
         return False

@@ -76,9 +76,9 @@ def one_blas_thread():
 
 def parallel_predict(net, dtype, X_in, params, out, check_finite):
     """``_core.predict`` of all rows of ``X_in`` into ``out``, its chunks
-    shared by threads (``_core.predict_shared``): each takes the next chunk when it is free (the cores
-    of a shared machine are often not equally fast; an even split waits
-    for the slower one). The chunks are the same whatever the number of
+    shared by threads (``_core.predict_shared``): each takes the next chunk
+    when it is free (the cores of a shared machine are often not equally
+    fast; an even split waits for the slower one). The chunks are the same whatever the number of
     threads, so the predictions are too, bit for bit."""
     n, cap = out.shape[0], net.layout.cap
     n_threads = min(blas_thread_count(), -(-n // cap))
