@@ -5,8 +5,10 @@ cdef extern from "bp_kernels.h" nogil:
     int bp_act_needs_z(int act)
     void bp_prefetch(const void *p, Py_ssize_t bytes)
     double bp_uniform(uint64_t *state)
-    void bp_dropout_d(const double *inp, double *out, double *mask, Py_ssize_t n, double p, uint64_t *state)
-    void bp_dropout_f(const float *inp, float *out, float *mask, Py_ssize_t n, double p, uint64_t *state)
+    void bp_dropout_d(const double *inp, double *out, double *mask, Py_ssize_t n, double p,
+                      uint64_t *state)
+    void bp_dropout_f(const float *inp, float *out, float *mask, Py_ssize_t n, double p,
+                      uint64_t *state)
     void bp_mul_d(double *x, const double *m, Py_ssize_t n)
     void bp_mul_f(float *x, const float *m, Py_ssize_t n)
 
@@ -16,14 +18,20 @@ cdef extern from "bp_kernels.h" nogil:
     void bp_activate_f(int act, const float *z, float *a, Py_ssize_t rows, Py_ssize_t cols)
     void bp_act_grad_d(int act, const double *z, const double *a, double *delta, Py_ssize_t n)
     void bp_act_grad_f(int act, const float *z, const float *a, float *delta, Py_ssize_t n)
-    double bp_loss_delta_d(int loss, Py_ssize_t rows, Py_ssize_t cols, const double *p, const double *y, const double *sw, double *delta, double huber_delta)
-    double bp_loss_delta_f(int loss, Py_ssize_t rows, Py_ssize_t cols, const float *p, const float *y, const float *sw, float *delta, double huber_delta)
-    double bp_loss_d(int loss, Py_ssize_t rows, Py_ssize_t cols, const double *p, const double *y, const double *sw, double huber_delta)
-    double bp_loss_f(int loss, Py_ssize_t rows, Py_ssize_t cols, const float *p, const float *y, const float *sw, double huber_delta)
+    double bp_loss_delta_d(int loss, Py_ssize_t rows, Py_ssize_t cols, const double *p,
+                           const double *y, const double *sw, double *delta, double huber_delta)
+    double bp_loss_delta_f(int loss, Py_ssize_t rows, Py_ssize_t cols, const float *p,
+                           const float *y, const float *sw, float *delta, double huber_delta)
+    double bp_loss_d(int loss, Py_ssize_t rows, Py_ssize_t cols, const double *p, const double *y,
+                     const double *sw, double huber_delta)
+    double bp_loss_f(int loss, Py_ssize_t rows, Py_ssize_t cols, const float *p, const float *y,
+                     const float *sw, double huber_delta)
     void bp_colsum_add_d(const double *x, Py_ssize_t rows, Py_ssize_t cols, double *out)
     void bp_colsum_add_f(const float *x, Py_ssize_t rows, Py_ssize_t cols, float *out)
-    void bp_finish_grad_d(double *g, const double *p, Py_ssize_t n_coef, Py_ssize_t n, double alpha, double scale)
-    void bp_finish_grad_f(float *g, const float *p, Py_ssize_t n_coef, Py_ssize_t n, double alpha, double scale)
+    void bp_finish_grad_d(double *g, const double *p, Py_ssize_t n_coef, Py_ssize_t n, double alpha,
+                          double scale)
+    void bp_finish_grad_f(float *g, const float *p, Py_ssize_t n_coef, Py_ssize_t n, double alpha,
+                          double scale)
     double bp_sumsq_d(const double *x, Py_ssize_t n)
     double bp_sumsq_f(const float *x, Py_ssize_t n)
     double bp_dot_d(const double *x, const double *y, Py_ssize_t n)
@@ -40,8 +48,10 @@ cdef extern from "bp_kernels.h" nogil:
         double eps
         double alpha
         double decay
-    double bp_step_d(const bp_step_settings *opt, double *p, double *s1, double *s2, double *g, Py_ssize_t n_coef, Py_ssize_t n, double sw_sum)
-    double bp_step_f(const bp_step_settings *opt, float *p, float *s1, float *s2, float *g, Py_ssize_t n_coef, Py_ssize_t n, double sw_sum)
+    double bp_step_d(const bp_step_settings *opt, double *p, double *s1, double *s2, double *g,
+                     Py_ssize_t n_coef, Py_ssize_t n, double sw_sum)
+    double bp_step_f(const bp_step_settings *opt, float *p, float *s1, float *s2, float *g,
+                     Py_ssize_t n_coef, Py_ssize_t n, double sw_sum)
     int bp_all_finite_d(const double *x, Py_ssize_t n)
     int bp_all_finite_f(const float *x, Py_ssize_t n)
     void bp_vmath_d(int fn, const double *x, double *out, Py_ssize_t n)

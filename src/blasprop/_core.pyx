@@ -136,7 +136,7 @@ cdef class Layout:
     cdef Net net
 
     def __init__(self, units, activations, int loss, double huber_delta,
-                 Py_ssize_t cap, dropout=None):
+                 Py_ssize_t cap, dropout_rates=None):
         if self.units is not None:
             raise RuntimeError("a Layout is initialised once")
         # a copy of its own, made read-only below: the kernels hold pointers
@@ -187,8 +187,8 @@ cdef class Layout:
         # Dropout on hidden layers: the activation before dropout and the
         # mask are kept for the backward pass.
         self.drop = np.zeros(L, dtype=np.float64)
-        if dropout is not None:
-            self.drop[:L - 1] = dropout
+        if dropout_rates is not None:
+            self.drop[:L - 1] = dropout_rates
         if np.any(self.drop < 0) or np.any(self.drop >= 1):
             raise ValueError("dropout rates must be in [0, 1)")
         d_off = np.full(L, -1, dtype=np.intp)
@@ -634,8 +634,9 @@ cdef struct Dropout:
 cdef struct Scaled:
     double *scale       # n_layers factors: W_l = scale[l] V_l
     double *sq          # n_layers squared norms |V_l|^2 of the stored weights
-    void *z0            # the first layer's Z (units[1] values), when the
-                        # activation buffers would not keep it
+    # z0: the first layer's Z (units[1] values), when the activation buffers
+    # would not keep it
+    void *z0
     double vdot         # a'V_l d of the layer being updated
 
 
@@ -1083,6 +1084,7 @@ cdef int _check_rows(const Py_ssize_t[::1] rows, Py_ssize_t n, str what) except 
 class NonFiniteInput(ValueError):
     """``predict(check_finite=True)`` met NaN or infinity in X."""
 
+
 cdef int _dropout_state(Layout layout, const Buffers *buf, long long seed,
                         Dropout *drop, Dropout **dp) except -1:
     """Point ``dp`` at ``drop`` when the network has dropout and a seed is
@@ -1143,7 +1145,7 @@ def epoch(Layout layout not None, Workspace ws not None, Input X not None,
     cdef PlainSgd sgd
     cdef PlainSgd *sgd_p = NULL
     cdef Scaled scaled
-    cdef object scaled_arrays = None
+    cdef object _scaled_arrays = None  # owns the memory the Scaled pointers use
     cdef double total = 0.0, batch_loss, ss = 0.0, ss_next
     cdef bint interrupted = False
 
@@ -1186,7 +1188,7 @@ def epoch(Layout layout not None, Workspace ws not None, Input X not None,
         sgd.alpha = opt.alpha
         sgd_p = &sgd
         if batch_size == 1 and opt.alpha > 0 and not X.sparse:
-            scaled_arrays = _scaled_new(&scaled, L, net.units[1], ws.acts.dtype)
+            _scaled_arrays = _scaled_new(&scaled, L, net.units[1], ws.acts.dtype)
             sgd.scaled = &scaled
 
     with nogil:
