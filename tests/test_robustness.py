@@ -1184,3 +1184,22 @@ def test_training_on_from_attributes_broken_by_hand(case, how):
                 est.fit(X0, y)
             else:
                 est.partial_fit(X0, y)
+
+
+@pytest.mark.parametrize("how", ["partial_fit", "warm_start"])
+def test_refused_continuation_leaves_the_model_usable(how):
+    """Training on from a fitted model with targets of another width is
+    refused, and the model keeps predicting as before (n_outputs_ and the
+    weights are left as they were)."""
+    from blasprop import MLPRegressor
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50, 4)), rng.normal(size=50)
+    est = MLPRegressor(hidden_layer_sizes=(5,), max_iter=5, random_state=0,
+                       warm_start=how == "warm_start").fit(X, y)
+    before = est.predict(X)
+    with pytest.raises(ValueError, match="same network shape"):
+        getattr(est, "partial_fit" if how == "partial_fit" else "fit")(
+            X, rng.normal(size=(50, 2)))
+    assert est.n_outputs_ == 1
+    np.testing.assert_array_equal(est.predict(X), before)

@@ -257,8 +257,9 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         sample_weight = self._extra_sample_weight(y, sample_weight, incremental)
         if Y.ndim == 1:
             Y = Y.reshape((-1, 1))
-        self.n_outputs_ = Y.shape[1]
-        layer_units = [n_features] + hidden_sizes + [self.n_outputs_]
+        # n_outputs_ is set by _initialize, or already equal: a partial_fit
+        # refused below must not leave the model describing another network
+        layer_units = [n_features] + hidden_sizes + [Y.shape[1]]
         rng = check_random_state(self.random_state)
         if first_pass:
             self._initialize(rng, Y, layer_units, dtype)
