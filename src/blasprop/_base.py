@@ -617,7 +617,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         n = X_in.n_samples if rows is None else rows.shape[0]
         out = np.empty((n, model.n_outputs), dtype=dtype)
         if n == 0:
-            return out
+            return out if Y is None else (out, float("nan"))
         # the loss is only computed against targets, during a fit
         loss_code = self._loss_code() if Y is not None else 0
         net = Network(units, model.hidden, model.out_activation, loss_code,

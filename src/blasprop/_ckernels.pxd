@@ -4,7 +4,6 @@ from libc.stdint cimport uint64_t
 cdef extern from "bp_kernels.h" nogil:
     int bp_act_needs_z(int act)
     void bp_prefetch(const void *p, Py_ssize_t bytes)
-    double bp_uniform(uint64_t *state)
     void bp_dropout_d(const double *inp, double *out, double *mask, Py_ssize_t n, double p,
                       uint64_t *state)
     void bp_dropout_f(const float *inp, float *out, float *mask, Py_ssize_t n, double p,

@@ -16,7 +16,7 @@ import platform
 import sys
 import warnings
 
-from ._blas_policy import SMALL_GEMM_CORES, small_matrix_gemm  # noqa: F401
+from ._blas_policy import small_matrix_gemm
 
 __all__ = ["show_config"]
 

@@ -66,15 +66,16 @@ cdef int _reraise() except -1:
 
 # Solver codes (enum bp_solver in bp_kernels.h)
 from ._codes cimport BP_SGD as SOLVER_SGD, BP_ADAM as SOLVER_ADAM, BP_ADAMW as SOLVER_ADAMW
+from ._codes cimport BP_EXP, BP_ABSOLUTE_ERROR
 
 # Work (rows x parameters) between two checks for Ctrl-C: often enough that
 # an interrupt stops a fit at once, rarely enough that taking the GIL for the
 # check costs nothing measurable.
 cdef Py_ssize_t SIGNAL_WORK = 1 << 22
 
-# Codes the C kernels know (enum bp_activation and bp_loss in bp_kernels.h).
-MAX_ACTIVATION = 10
-MAX_LOSS = 5
+# Codes the C kernels know: the last of enum bp_activation and bp_loss.
+MAX_ACTIVATION = BP_EXP
+MAX_LOSS = BP_ABSOLUTE_ERROR
 
 # The largest leading dimension handed to BLAS; a dense X whose rows are
 # further apart than this is gathered instead of read in place.
@@ -974,7 +975,8 @@ cdef double _optimizer_step(Optimizer *opt, const Net *net, floating *params,
     has already updated the weights) steps the intercepts and returns 0."""
     cdef Py_ssize_t NC = net.n_coef, P = net.n_params
     cdef bp_step_settings k
-    k.solver = 0 if opt.solver == SOLVER_SGD else 1
+    # the step knows two rules: SGD's, and Adam's (AdamW's decay is `decay`)
+    k.solver = SOLVER_SGD if opt.solver == SOLVER_SGD else SOLVER_ADAM
     if opt.solver == SOLVER_SGD:
         k.lr = opt.lr
     else:
@@ -989,7 +991,7 @@ cdef double _optimizer_step(Optimizer *opt, const Net *net, floating *params,
     k.alpha = opt.alpha
     k.decay = opt.decay
     if intercepts_only:
-        k.solver = 0
+        k.solver = SOLVER_SGD
         k.momentum = 0.0
         k.nesterov = False
         k.alpha = 0.0
@@ -1085,6 +1087,23 @@ class NonFiniteInput(ValueError):
     """``predict(check_finite=True)`` met NaN or infinity in X."""
 
 
+cdef int _check_training(Layout layout, Workspace ws, Input X, Buffers *buf,
+                         const floating[:, ::1] Y, const floating[::1] sw,
+                         const floating[::1] params, const floating[::1] grads) except -1:
+    """The checks an epoch and the objective make: X, the layout and the
+    workspace fit together, Y has a row of the outputs for every row of X,
+    ``sw`` (when given) a weight for every row, ``params`` and ``grads`` fit."""
+    cdef Py_ssize_t n = X.n_samples, P = layout.n_params
+    _check_network(layout, ws, X, sizeof(floating))
+    _buffers(ws, buf, &params[0])
+    _check_matrix(Y.shape[0], Y.shape[1], n, layout.net.units[layout.net.n_layers], "Y")
+    if sw.shape[0] != 0:
+        _check_length(sw.shape[0], n, "sample_weight")
+    _check_length(params.shape[0], P, "params")
+    _check_length(grads.shape[0], P, "grads")
+    return 0
+
+
 cdef int _dropout_state(Layout layout, const Buffers *buf, long long seed,
                         Dropout *drop, Dropout **dp) except -1:
     """Point ``dp`` at ``drop`` when the network has dropout and a seed is
@@ -1150,13 +1169,7 @@ def epoch(Layout layout not None, Workspace ws not None, Input X not None,
     cdef bint interrupted = False
 
     # check every size the kernels will trust
-    _check_network(layout, ws, X, sizeof(floating))
-    _buffers(ws, &buf, &params[0])
-    _check_matrix(Y.shape[0], Y.shape[1], X.n_samples, net.units[L], "Y")
-    if sw.shape[0] != 0:
-        _check_length(sw.shape[0], X.n_samples, "sample_weight")
-    _check_length(params.shape[0], P, "params")
-    _check_length(grads.shape[0], P, "grads")
+    _check_training(layout, ws, X, &buf, Y, sw, params, grads)
     if solver != SOLVER_SGD and solver != SOLVER_ADAM and solver != SOLVER_ADAMW:
         raise ValueError(f"unknown solver code {solver}")
     _check_length(state1.shape[0], P, "state1")
@@ -1253,13 +1266,7 @@ def objective(Layout layout not None, Workspace ws not None, Input X not None,
     cdef double loss = 0.0, sw_sum = 0.0
     cdef Dropout drop
     cdef Dropout *dp
-    _check_network(layout, ws, X, sizeof(floating))
-    _buffers(ws, &buf, &params[0])
-    _check_matrix(Y.shape[0], Y.shape[1], n, net.units[net.n_layers], "Y")
-    if sw.shape[0] != 0:
-        _check_length(sw.shape[0], n, "sample_weight")
-    _check_length(params.shape[0], P, "params")
-    _check_length(grads.shape[0], P, "grads")
+    _check_training(layout, ws, X, &buf, Y, sw, params, grads)
     cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
     _dropout_state(layout, &buf, dropout_seed, &drop, &dp)
     with nogil:
@@ -1410,11 +1417,8 @@ def predict_rows(Layout layout not None, Workspace ws not None, Input X not None
     cdef const floating *yp = NULL
     cdef const floating *swp = NULL
     cdef double loss = 0.0, sw_sum = 0.0
-    _check_network(layout, ws, X, sizeof(floating))
-    _buffers(ws, &buf, &params[0])
+    _check_predict(layout, ws, X, &buf, params, out.shape[0], out.shape[1], n)
     _check_rows(rows, X.n_samples, "rows")
-    _check_matrix(out.shape[0], out.shape[1], n, k, "out")
-    _check_length(params.shape[0], layout.n_params, "params")
     if with_loss:
         _check_matrix(Y.shape[0], Y.shape[1], n, k, "Y")
         yp = &Y[0, 0]
