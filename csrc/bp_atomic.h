@@ -1,7 +1,7 @@
 /*
  * A shared counter of work items: threads that take items from it, each
  * taking the next one when it is free, share the work in proportion to
- * how fast they run (predict's chunks; see _base._parallel_predict).
+ * how fast they run (predict's chunks; see _threads.parallel_predict).
  * Header only: one atomic add.
  */
 #ifndef BP_ATOMIC_H

@@ -60,6 +60,33 @@ def test_gradients_every_activation_loss_task(task, activation, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("activation", sorted(HIDDEN))
+@pytest.mark.parametrize(
+    "task", ["binary", "multiclass", "multilabel", "squared_error", "poisson",
+             "huber", "absolute_error"],
+)
+def test_gradients_of_the_blocked_path(task, activation, dtype):
+    """With n_jobs set, the objective runs in row blocks shared by threads
+    (70 rows: 4 blocks) and the gradient in slices: checked the same way."""
+    X, y = _data("poisson" if task == "poisson" else task, dtype, n=70)
+    est = _estimator(task, activation).set_params(n_jobs=2)
+    if task == "huber":
+        est.set_params(huber_delta=0.5)
+    _assert_close(check_gradients(est, X, y), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_jobs", [None, 2])
+def test_gradients_of_the_blocked_path_sparse_dropout_weights(n_jobs, dtype):
+    X, y = _data("multiclass", dtype, n=70)
+    X[np.abs(X) < 0.7] = 0
+    sw = np.random.RandomState(1).rand(X.shape[0]) * 3
+    est = MLPClassifier(hidden_layer_sizes=(6, 5), activation="silu", dropout=0.3,
+                        random_state=0, alpha=0.01, n_jobs=n_jobs)
+    _assert_close(check_gradients(est, sp.csr_matrix(X), y, sample_weight=sw), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_gradients_with_sample_weight_and_sparse_input(dtype):
     X, y = _data("multiclass", dtype)
     X[np.abs(X) < 0.7] = 0

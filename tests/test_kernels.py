@@ -121,10 +121,11 @@ def _kernel_args(dtype, sparse):
 def _epoch(a):
     from blasprop import _core
 
+    solver = _core.Solver(a["solver"], 1e-3, momentum=0.9, nesterov=True, beta_1=0.9,
+                          beta_2=0.999, epsilon=1e-8, alpha=1e-4, t=0)
     return _core.epoch(a["layout"], a["ws"], a["X"], a["Y"], a["sw"], a["order"],
                        a["batch_size"], a["params"], a["grads"], a["state1"],
-                       a["state2"], a["solver"], 1e-3, 0.9, True, 0.9, 0.999, 1e-8,
-                       0, 1e-4, -1)
+                       a["state2"], solver, -1)
 
 
 def _objective(a):

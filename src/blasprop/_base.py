@@ -42,7 +42,7 @@ from ._network import (
 )
 from ._optimizer import SOLVERS, STOCHASTIC_SOLVERS, Optimizer
 from ._progress import EpochReporter
-from ._threads import blas_threads_for_fit, parallel_predict
+from ._threads import blas_threads_for_fit, parallel_predict, training_threads
 
 # Pickles of fitted estimators from blasprop 0.1.0 name the optimizer state
 # blasprop._base._Optimizer; it has the same attributes under its new name.
@@ -117,6 +117,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left"), list, tuple],
         "callbacks": [list, tuple, None],
+        "n_jobs": [Integral, None],
     }
 
     @abstractmethod
@@ -294,13 +295,15 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
                 max_subtasks=(1 if incremental else self.max_iter) if stochastic else 0
             )
             ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
-        with blas_threads_for_fit(layer_units, rows):
+        n_threads = training_threads(self.n_jobs, rows)
+        with blas_threads_for_fit(layer_units, rows, n_threads):
             if stochastic:
                 self._fit_stochastic(
-                    X_in, Y, Y_split, sw, rng, layer_units, incremental, (ctx, X, y)
+                    X_in, Y, Y_split, sw, rng, layer_units, incremental, (ctx, X, y),
+                    n_threads,
                 )
             else:
-                self._fit_lbfgs(X_in, Y, sw, layer_units)
+                self._fit_lbfgs(X_in, Y, sw, layer_units, n_threads)
         if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may"
@@ -320,20 +323,21 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
             "intercepts_": [b.copy() for b in self.intercepts_],
         }
 
-    def _fit_lbfgs(self, X_in, Y, sw, layer_units):
+    def _fit_lbfgs(self, X_in, Y, sw, layer_units, n_threads=0):
         # SciPy's L-BFGS-B keeps its memory in float64 but evaluates the
         # objective at points of x0's dtype: a float32 model is evaluated in
         # float32 at float32 points, as in scikit-learn.
         dtype = Y.dtype
         net = self._network(X_in.n_samples, dtype, layer_units)
-        ws = net.workspace(dtype, X_in.sparse)
+        ws = net.workspace(dtype, X_in.sparse, blocked=n_threads > 0)
         params = net.pack(self.coefs_, self.intercepts_, dtype)
         grads = np.empty_like(params)
         alpha = float(self.alpha)
 
         def fun(x):
             params[:] = x
-            loss = _core.objective(net.layout, ws, X_in, Y, sw, params, grads, alpha)
+            loss = _core.objective(net.layout, ws, X_in, Y, sw, params, grads, alpha,
+                                   -1, n_threads)
             return loss, grads.astype(np.float64)
 
         iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
@@ -352,7 +356,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         self.coefs_, self.intercepts_ = net.unpack(opt_res.x.astype(dtype))
 
     def _fit_stochastic(self, X_in, Y, Y_split, sw, rng, layer_units, incremental,
-                        callback_task=(None, None, None)):
+                        callback_task=(None, None, None), n_threads=0):
         """Epochs of a stochastic solver: split off the validation rows, size
         the batches, then per epoch run the compiled epoch, score it and
         apply the stopping rules."""
@@ -366,7 +370,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         batch_size = self._batch_size(n_samples)
 
         net = self._network(batch_size, dtype, layer_units, exact_cap=True)
-        ws = net.workspace(dtype, X_in.sparse)
+        ws = net.workspace(dtype, X_in.sparse, blocked=n_threads > 0)
         params = net.pack(self.coefs_, self.intercepts_, dtype)
         self.coefs_, self.intercepts_ = net.unpack(params)
         grads = np.empty_like(params)
@@ -385,7 +389,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
                     epoch_ctx = ctx.subcontext(task_name="epoch")
                     epoch_ctx.call_on_fit_task_begin(estimator=self, X=X_cb, y=y_cb)
                 total = self._epoch(net, ws, X_in, Y, sw, rows, batch_size, params,
-                                    grads, opt, rng)
+                                    grads, opt, rng, n_threads)
                 self._record_epoch(total, n_samples)
                 if self._diverged(params):
                     # stop now rather than run the remaining epochs on NaN;
@@ -476,22 +480,23 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
             self._optimizer = opt
         return opt
 
-    def _epoch(self, net, ws, X_in, Y, sw, order, batch_size, params, grads, opt, rng):
+    def _epoch(self, net, ws, X_in, Y, sw, order, batch_size, params, grads, opt, rng,
+               n_threads=0):
         """One epoch of the compiled core over the rows ``order``; returns the
         summed loss and advances the optimizer's step count."""
-        solver_code = opt.code
-        alpha = float(self.alpha)
+        solver = _core.Solver(
+            opt.code, opt.learning_rate, momentum=float(self.momentum),
+            nesterov=bool(self.nesterovs_momentum), beta_1=float(self.beta_1),
+            beta_2=float(self.beta_2), epsilon=float(self.epsilon),
+            alpha=float(self.alpha), t=opt.t,
+        )
         # Dropout masks come from the estimator's random state, drawn
         # only when there is dropout so that the stream (and the
         # model) stays scikit-learn's otherwise.
         seed = int(rng.randint(0, 2**62)) if net.has_dropout else -1
-        total, opt.t = _core.epoch(
-            net.layout, ws, X_in, Y, sw, order, batch_size, params, grads,
-            opt.state1, opt.state2, solver_code, opt.learning_rate,
-            float(self.momentum), bool(self.nesterovs_momentum),
-            float(self.beta_1), float(self.beta_2), float(self.epsilon),
-            opt.t, alpha, seed,
-        )
+        total = _core.epoch(net.layout, ws, X_in, Y, sw, order, batch_size, params,
+                            grads, opt.state1, opt.state2, solver, seed, n_threads)
+        opt.t = solver.t
         return total
 
     def _record_epoch(self, total, n_samples):

@@ -62,6 +62,24 @@ cdef extern from "bp_atomic.h" nogil:
     void bp_take_none(Py_ssize_t *counter)
 
 
+cdef extern from "bp_queue.h" nogil:
+    ctypedef struct bp_queue:
+        int sleeps
+    void bp_queue_init(bp_queue *q, Py_ssize_t n0, long long spin)
+    int bp_queue_take(bp_queue *q, unsigned *phase, Py_ssize_t *item)
+    int bp_queue_done(bp_queue *q, unsigned phase)
+    void bp_queue_publish(bp_queue *q, unsigned phase, Py_ssize_t n)
+    void bp_queue_wait(bp_queue *q, unsigned phase)
+    void bp_flag_set(int *f)
+    int bp_flag_get(int *f)
+
+
+cdef extern from "bp_openmp.h" nogil:
+    int bp_team_size()
+    int bp_max_threads()
+    int bp_have_openmp()
+
+
 # One fused entry point per kernel: the dtype picks the C function.
 from cython cimport floating
 

@@ -70,6 +70,18 @@ _SHARED_DOC = """
         ``elapsed`` (seconds since fit started). A callback that returns True
         stops training after that epoch.
 
+    n_jobs : int, default=None
+        Threads that train (and compute L-BFGS's objective): each mini-batch
+        is cut into row blocks that the threads share. ``None`` means 1
+        unless in a :obj:`joblib.parallel_config` context; ``-1`` means all
+        processors. With ``None`` (and no such context) training follows
+        scikit-learn's order of operations; with any value the batch is cut
+        into blocks whose number depends on the batch size alone, so the
+        fitted model is the same, bit for bit, with 1, 2 or 16 threads (and
+        differs from the ``None`` model by rounding). BLAS runs on one thread
+        inside each training thread. ``threadpoolctl.threadpool_limits``
+        bounds the threads as for scikit-learn's OpenMP code.
+
     Attributes
     ----------
     validation_loss_curve_ : list of float or None
@@ -165,6 +177,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         class_weight=None,
         dropout=0.0,
         callbacks=None,
+        n_jobs=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -192,6 +205,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         self.class_weight = class_weight
         self.dropout = dropout
         self.callbacks = callbacks
+        self.n_jobs = n_jobs
 
     loss = "log_loss"
 
@@ -391,6 +405,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         huber_delta=1.0,
         dropout=0.0,
         callbacks=None,
+        n_jobs=None,
     ):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -419,6 +434,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         self.huber_delta = huber_delta
         self.dropout = dropout
         self.callbacks = callbacks
+        self.n_jobs = n_jobs
 
     def _task_output_activation(self):
         return REGRESSION_LOSSES[self.loss][1]

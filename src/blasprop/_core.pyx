@@ -50,8 +50,11 @@ from ._blas import BLAS_INT_MAX, check_blas_int
 from ._ckernels cimport (
     bp_act_needs_z, bp_prefetch, fill_rows, activate, act_grad, loss_delta,
     loss_only, colsum_add, finish_grad, sumsq, decay_sumsq, step, all_finite,
-    dropout, mul, dot, bp_take, bp_take_none, bp_step_settings,
+    dropout, mul, dot, bp_take, bp_take_none, bp_step_settings, bp_team_size,
+    bp_max_threads, bp_queue, bp_queue_init, bp_queue_take, bp_queue_done,
+    bp_queue_publish, bp_queue_wait, bp_flag_set, bp_flag_get,
 )
+from cython.parallel cimport parallel, threadid
 from libc.stdint cimport uint64_t, int32_t, int64_t
 
 cdef extern from "Python.h":
@@ -232,10 +235,13 @@ cdef class Layout:
 
 
 cdef class Workspace:
-    """Buffers for ``layout.cap`` rows, allocated once."""
-    cdef readonly object xbuf, ybuf, swbuf, acts, zs, d0, d1, keep, mask
+    """Buffers for ``layout.cap`` rows, allocated once. A workspace for the
+    parallel epoch (``blocked``) keeps every layer's delta too."""
+    cdef readonly object xbuf, ybuf, swbuf, acts, zs, d0, d1, keep, mask, deltas
+    cdef readonly bint blocked
 
-    def __init__(self, Layout layout not None, dtype, Py_ssize_t n_features, bint sparse):
+    def __init__(self, Layout layout not None, dtype, Py_ssize_t n_features, bint sparse,
+                 bint blocked=False):
         # the kernels hold pointers into the buffers while the GIL is released
         if self.xbuf is not None:
             raise RuntimeError("a Workspace is initialised once")
@@ -250,6 +256,8 @@ cdef class Workspace:
         self.d1 = np.empty(cap * layout.max_units, dtype=dtype)
         self.keep = np.empty(max(layout.d_size, 1), dtype=dtype)
         self.mask = np.empty(max(layout.d_size, 1), dtype=dtype)
+        self.deltas = np.empty(layout.act_size if blocked else 1, dtype=dtype)
+        self.blocked = blocked
 
 
 cdef class Input:
@@ -459,11 +467,14 @@ cdef inline void _prefetch_row(const Source *src, Py_ssize_t row) noexcept nogil
 
 cdef struct Chunk:
     # The rows of X a kernel works on: rows[0:n] when ``rows`` is not NULL,
-    # else start to start + n. The forward pass sets ``x`` and ``ldx`` (the
-    # dense input block it read, NULL for CSR), the loss sets ``weight``.
+    # else start to start + n; they sit in the workspace's buffers from row
+    # ``at`` on (0 but in the blocks of a parallel epoch). The forward pass
+    # sets ``x`` and ``ldx`` (the dense input block it read, NULL for CSR),
+    # the loss sets ``weight``.
     const Py_ssize_t *rows
     Py_ssize_t start
     Py_ssize_t n
+    Py_ssize_t at
     const void *x
     Py_ssize_t ldx
     double weight
@@ -475,6 +486,7 @@ cdef inline Chunk _chunk(const Py_ssize_t *rows, Py_ssize_t start,
     c.rows = rows
     c.start = start
     c.n = n
+    c.at = 0
     c.x = NULL
     c.ldx = 0
     c.weight = 0.0
@@ -492,6 +504,7 @@ cdef struct Buffers:
     void *d1
     void *keep      # dropout: activations before the mask
     void *mask
+    void *deltas    # every layer's delta (the parallel epoch), laid out as acts
 
 
 cdef const floating *_dense_rows(const Source *src, const Py_ssize_t *rows,
@@ -793,7 +806,7 @@ cdef void _forward(const Net *net, const Source *src, Chunk *c,
     ``drop``, hidden layers with a dropout rate keep f(Z) in ``drop.keep``
     and pass f(Z) * mask on. With ``scaled``, layer l's weights are
     ``scale[l]`` times the stored ones, and the first layer's Z is kept."""
-    cdef Py_ssize_t l, fan_in, fan_out, ld = 0
+    cdef Py_ssize_t l, fan_in, fan_out, ld = 0, at = c.at
     cdef floating w_a
     cdef const floating *inp
     cdef floating *acts = <floating *> buf.acts
@@ -804,12 +817,12 @@ cdef void _forward(const Net *net, const Source *src, Chunk *c,
     for l in range(net.n_layers):
         fan_in = net.units[l]
         fan_out = net.units[l + 1]
-        out_a = acts + net.act_off[l]
+        out_a = acts + net.act_off[l] + at * fan_out
         kept = NULL
         if drop != NULL and net.d_off[l] >= 0:
-            kept = <floating *> drop.keep + net.d_off[l]
+            kept = <floating *> drop.keep + net.d_off[l] + at * fan_out
         if net.z_off[l] >= 0:
-            out_z = zs + net.z_off[l]
+            out_z = zs + net.z_off[l] + at * fan_out
         elif l == 0 and scaled != NULL:
             out_z = _scaled_first_z(scaled, net, zs)
         elif kept != NULL:
@@ -826,7 +839,8 @@ cdef void _forward(const Net *net, const Source *src, Chunk *c,
                             fan_out, out_z)
                 c.x = NULL
             else:
-                inp = _dense_rows(src, c.rows, c.start, c.n, <floating *> buf.xbuf, &ld)
+                inp = _dense_rows(src, c.rows, c.start, c.n,
+                                  <floating *> buf.xbuf + at * fan_in, &ld)
                 c.x = inp
                 c.ldx = ld
                 gemm(False, False, <blas_int> c.n, <blas_int> fan_out, <blas_int> fan_in,
@@ -834,34 +848,52 @@ cdef void _forward(const Net *net, const Source *src, Chunk *c,
                      <blas_int> fan_out, <floating> 1, out_z, <blas_int> fan_out)
         else:
             gemm(False, False, <blas_int> c.n, <blas_int> fan_out, <blas_int> fan_in,
-                 w_a, acts + net.act_off[l - 1], <blas_int> fan_in,
+                 w_a, acts + net.act_off[l - 1] + at * fan_in, <blas_int> fan_in,
                  params + net.coef_off[l], <blas_int> fan_out, <floating> 1,
                  out_z, <blas_int> fan_out)
         if kept != NULL:
             activate(net.act[l], out_z, kept, c.n, fan_out)
-            dropout(kept, out_a, <floating *> drop.mask + net.d_off[l],
+            dropout(kept, out_a, <floating *> drop.mask + net.d_off[l] + at * fan_out,
                     c.n * fan_out, net.drop[l], &drop.state)
         else:
             activate(net.act[l], out_z, out_a, c.n, fan_out)
 
 
 cdef double _loss(const Net *net, Chunk *c, const floating *Y, const floating *sw,
-                  const Buffers *buf) noexcept nogil:
+                  const Buffers *buf, floating *delta) noexcept nogil:
     """The chunk's weighted loss sum, after ``_forward``; the output delta
-    goes into ``buf.d0`` and the chunk's weight sum into ``c.weight``."""
-    cdef Py_ssize_t L = net.n_layers, k = net.units[L], r
-    cdef const floating *out = <floating *> buf.acts + net.act_off[L - 1]
-    cdef const floating *y = _rows_of(Y, k, c.rows, c.start, c.n, <floating *> buf.ybuf)
+    goes into ``delta`` and the chunk's weight sum into ``c.weight``."""
+    cdef Py_ssize_t L = net.n_layers, k = net.units[L], r, at = c.at
+    cdef const floating *out = <floating *> buf.acts + net.act_off[L - 1] + at * k
+    cdef const floating *y = _rows_of(Y, k, c.rows, c.start, c.n,
+                                      <floating *> buf.ybuf + at * k)
     cdef const floating *w = NULL
     cdef double s = 0.0
     if sw != NULL:
-        w = _rows_of(sw, 1, c.rows, c.start, c.n, <floating *> buf.swbuf)
+        w = _rows_of(sw, 1, c.rows, c.start, c.n, <floating *> buf.swbuf + at)
         for r in range(c.n):
             s += w[r]
     else:
         s = c.n
     c.weight = s
-    return loss_delta(net.loss, c.n, k, out, y, w, <floating *> buf.d0, net.huber_delta)
+    return loss_delta(net.loss, c.n, k, out, y, w, delta, net.huber_delta)
+
+
+cdef void _through_activation(const Net *net, Py_ssize_t l, const Chunk *c,
+                              const Buffers *buf, const Dropout *drop,
+                              floating *delta) noexcept nogil:
+    """delta *= f'(Z) of layer l's output for the chunk's rows, through
+    the dropout mask when layer l has one (then f' is taken at the
+    activation before dropout)."""
+    cdef Py_ssize_t width = net.units[l + 1], n = c.n * width, row0 = c.at * width
+    cdef floating *a = <floating *> buf.acts + net.act_off[l] + row0
+    cdef floating *z = <floating *> buf.zs + net.z_off[l] + row0 if net.z_off[l] >= 0 else a
+    if drop != NULL and net.d_off[l] >= 0:
+        mul(delta, <floating *> drop.mask + net.d_off[l] + row0, n)
+        a = <floating *> drop.keep + net.d_off[l] + row0
+        if net.z_off[l] < 0:
+            z = a
+    act_grad(net.act[l], z, a, delta, n)
 
 
 cdef void _backward(const Net *net, const Source *src, const Chunk *c,
@@ -880,8 +912,6 @@ cdef void _backward(const Net *net, const Source *src, const Chunk *c,
     cdef floating *delta = <floating *> buf.d0
     cdef floating *other = <floating *> buf.d1
     cdef floating *tmp
-    cdef floating *a_prev
-    cdef floating *z_prev
     cdef const floating *a_in
     cdef floating beta = 1 if accumulate else 0
     cdef Scaled *scaled = sgd.scaled if sgd != NULL else NULL
@@ -920,15 +950,7 @@ cdef void _backward(const Net *net, const Source *src, const Chunk *c,
             _scaled_dot_delta(scaled, net, l, params, _scaled_first_z(scaled, net, zs),
                               a_in, other, delta)
         if l > 0:
-            a_prev = acts + net.act_off[l - 1]
-            z_prev = zs + net.z_off[l - 1] if net.z_off[l - 1] >= 0 else a_prev
-            if drop != NULL and net.d_off[l - 1] >= 0:
-                # through the mask, then f' at the activation before dropout
-                mul(other, <floating *> drop.mask + net.d_off[l - 1], n * fan_in)
-                a_prev = <floating *> drop.keep + net.d_off[l - 1]
-                if net.z_off[l - 1] < 0:
-                    z_prev = a_prev
-            act_grad(net.act[l - 1], z_prev, a_prev, other, n * fan_in)
+            _through_activation(net, l - 1, c, buf, drop, other)
         if sgd != NULL:
             _sgd_update(sgd, net, src, c, l, a_in, ld_in, delta)
         if l > 0:
@@ -945,7 +967,7 @@ cdef double _fwd_bwd(const Net *net, const Source *src, Chunk *c,
     weighted loss sum, leaves its weight sum in ``c.weight``."""
     cdef double loss
     _forward(net, src, c, params, buf, drop, sgd.scaled if sgd != NULL else NULL)
-    loss = _loss(net, c, Y, sw, buf)
+    loss = _loss(net, c, Y, sw, buf, <floating *> buf.d0)
     _backward(net, src, c, params, grads, accumulate, buf, drop, sgd)
     return loss
 
@@ -966,14 +988,9 @@ cdef struct Optimizer:
     long long t         # Adam's step count, advanced by every step
 
 
-cdef double _optimizer_step(Optimizer *opt, const Net *net, floating *params,
-                            floating *s1, floating *s2, floating *grads,
-                            double sw_sum, bint intercepts_only) noexcept nogil:
-    """One step over the parameters with the gradient sums in ``grads``
-    (divided by ``sw_sum`` here). Returns the sum of squared weights after
-    the step (the next batch's L2 term); with ``intercepts_only`` (plain SGD
-    has already updated the weights) steps the intercepts and returns 0."""
-    cdef Py_ssize_t NC = net.n_coef, P = net.n_params
+cdef bp_step_settings _next_step(Optimizer *opt) noexcept nogil:
+    """The settings of the optimizer's next step (Adam's step count
+    advances: its bias correction is folded into the rate)."""
     cdef bp_step_settings k
     # the step knows two rules: SGD's, and Adam's (AdamW's decay is `decay`)
     k.solver = SOLVER_SGD if opt.solver == SOLVER_SGD else SOLVER_ADAM
@@ -990,6 +1007,18 @@ cdef double _optimizer_step(Optimizer *opt, const Net *net, floating *params,
     k.eps = opt.epsilon
     k.alpha = opt.alpha
     k.decay = opt.decay
+    return k
+
+
+cdef double _optimizer_step(Optimizer *opt, const Net *net, floating *params,
+                            floating *s1, floating *s2, floating *grads,
+                            double sw_sum, bint intercepts_only) noexcept nogil:
+    """One step over the parameters with the gradient sums in ``grads``
+    (divided by ``sw_sum`` here). Returns the sum of squared weights after
+    the step (the next batch's L2 term); with ``intercepts_only`` (plain SGD
+    has already updated the weights) steps the intercepts and returns 0."""
+    cdef Py_ssize_t NC = net.n_coef, P = net.n_params
+    cdef bp_step_settings k = _next_step(opt)
     if intercepts_only:
         k.solver = SOLVER_SGD
         k.momentum = 0.0
@@ -1020,7 +1049,8 @@ cdef int _check_network(Layout layout, Workspace ws, Input X,
     need = (("xbuf", 1 if X.sparse else cap * n_in), ("ybuf", cap * n_out),
             ("swbuf", cap), ("acts", layout.act_size), ("zs", layout.z_size),
             ("d0", cap * layout.max_units), ("d1", cap * layout.max_units),
-            ("keep", layout.d_size), ("mask", layout.d_size))
+            ("keep", layout.d_size), ("mask", layout.d_size),
+            ("deltas", layout.act_size if ws.blocked else 1))
     for name, size in need:
         buf = getattr(ws, name)
         if buf.shape[0] < size:
@@ -1036,6 +1066,7 @@ cdef int _buffers(Workspace ws, Buffers *buf, const floating *dtype_of) except -
     ``_check_network``)."""
     cdef floating[::1] a = ws.xbuf, b = ws.ybuf, c = ws.swbuf, d = ws.acts
     cdef floating[::1] e = ws.zs, f = ws.d0, g = ws.d1, h = ws.keep, i = ws.mask
+    cdef floating[::1] j = ws.deltas
     buf.xbuf = &a[0]
     buf.ybuf = &b[0]
     buf.swbuf = &c[0]
@@ -1045,6 +1076,7 @@ cdef int _buffers(Workspace ws, Buffers *buf, const floating *dtype_of) except -
     buf.d1 = &g[0]
     buf.keep = &h[0]
     buf.mask = &i[0]
+    buf.deltas = &j[0]
     return 0
 
 
@@ -1078,6 +1110,370 @@ cdef int _check_rows(const Py_ssize_t[::1] rows, Py_ssize_t n, str what) except 
                     f"{what}[{i}] is {rows[i]}, not a row of X (0 to {n - 1})"
                 )
     return 0
+
+
+# --------------------------------------------------------------------------
+# The blocked path: a batch's work shared by threads
+#
+# A batch is cut into row blocks, how many depends on the batch's rows alone
+# (never on the threads): each block runs the forward pass, the loss and the
+# deltas of every layer into its own rows of the workspace. The gradient is
+# cut into slices of the parameter vector (rows of a layer's weights, or a
+# layer's intercepts), also fixed by the network alone: a slice's gradient is
+# one matrix product over all the batch's rows, and in an epoch its optimizer
+# step follows at once, while the slice is in cache. A batch is two phases
+# of a work queue (csrc/bp_queue.h): its blocks, then its slices. Threads
+# take items as they come; the thread that finishes a phase's last item adds
+# up what the next phase needs (the loss, the weight sum, the squared
+# weights, in a fixed order) and publishes it. What an item computes does
+# not depend on which thread computes it: the model is the same, bit for
+# bit, whatever the number of threads.
+#
+# The threads are an OpenMP team started once per call (once per epoch), so
+# threadpoolctl limits them as it limits scikit-learn's. Nobody waits for a
+# thread that holds no item, and a thread with nothing to do sleeps after a
+# short spin: on a busy machine the threads that get a core do the work.
+
+# Rows a block has at least (fewer make the products inefficient), and the
+# most blocks of a batch: a power of two, so that 2, 4, 8 or 16 threads
+# share them evenly.
+cdef Py_ssize_t BLOCK_ROWS = 16
+cdef Py_ssize_t MAX_BLOCKS = 16
+# Parameters a gradient slice has at least, and the most slices of a layer
+# (each slice's product reads all the batch's deltas of its layer).
+cdef Py_ssize_t SLICE_PARAMS = 1024
+cdef Py_ssize_t MAX_SLICES = 16
+# More threads than this are refused (a mistake, not a machine).
+MAX_THREADS = 4096
+# How long a thread with nothing to do spins before it sleeps (-1: the
+# default of csrc/bp_queue.h), and how many waits of the last blocked call
+# ended asleep: for measurements (bench/), not for users.
+cdef long long QUEUE_SPIN = -1
+cdef int LAST_SLEEPS = 0
+
+
+def _set_queue_spin(long long spin):
+    """Spin before sleeping, in time-stamp ticks (pauses off x86); -1 for
+    the default."""
+    global QUEUE_SPIN
+    QUEUE_SPIN = spin
+
+
+def _last_sleeps():
+    """Waits of the last blocked call (all threads) that ended asleep."""
+    return LAST_SLEEPS
+
+
+cdef inline Py_ssize_t _n_blocks(Py_ssize_t rows) noexcept nogil:
+    """Blocks a batch of ``rows`` rows is cut into: the largest power of two
+    up to MAX_BLOCKS that leaves BLOCK_ROWS rows or more in each."""
+    cdef Py_ssize_t b = 1
+    while b < MAX_BLOCKS and 2 * b * BLOCK_ROWS <= rows:
+        b *= 2
+    return b
+
+
+def gradient_slices(Layout layout not None, bint sparse):
+    """(layer, first row, end row) of every slice of the gradient: rows of a
+    layer's weights, then (layer, -1, -1) for each layer's intercepts. A
+    sparse input layer is one slice (its gradient is scattered row by row)."""
+    units = layout.units.tolist()
+    slices = []
+    for l in range(len(units) - 1):
+        fan_in, fan_out = units[l], units[l + 1]
+        parts = 1 if l == 0 and sparse else max(1, min(
+            fan_in, MAX_SLICES, fan_in * fan_out // SLICE_PARAMS))
+        slices += [(l, i * fan_in // parts, (i + 1) * fan_in // parts)
+                   for i in range(parts)]
+    slices += [(l, -1, -1) for l in range(len(units) - 1)]
+    return np.array(slices, dtype=np.intp)
+
+
+def block_rows(Py_ssize_t rows):
+    """The row blocks a batch of ``rows`` rows is cut into, as (start, end)."""
+    b = _n_blocks(rows)
+    return [(i * rows // b, (i + 1) * rows // b) for i in range(b)]
+
+
+cdef struct Phase:
+    # What the items of a phase need, written by the thread that publishes
+    # it. Even phases run a batch's blocks, odd phases its slices.
+    Py_ssize_t start            # the batch: entries start to start + nb of the rows
+    Py_ssize_t nb
+    Py_ssize_t n_blocks
+    Py_ssize_t batch_no
+    double sw_sum               # slices: the batch's weight sum
+    bp_step_settings k          # slices of an epoch: the step's settings
+
+
+cdef struct Blocked:
+    # What the threads of a blocked epoch or objective share.
+    const Net *net
+    const Source *src
+    const Buffers *buf
+    const void *Y
+    const void *sw              # NULL: every row weighs 1
+    const Py_ssize_t *order     # rows in visiting order; NULL: rows 0 to n - 1
+    Py_ssize_t n
+    Py_ssize_t batch            # rows per batch (per chunk for the objective)
+    void *params
+    void *grads
+    void *s1
+    void *s2
+    bint training               # a step per batch (epoch), else gradients summed
+    Optimizer opt               # advanced by the threads that publish phases
+    const Py_ssize_t *slices    # n_slices x 3, from gradient_slices
+    Py_ssize_t n_slices
+    double *block_loss          # MAX_BLOCKS
+    double *block_weight
+    double *slice_ss            # n_slices: squared weights of a slice after its step
+    Dropout *drop               # the masks' buffers and seed, or NULL
+    double ss                   # |W|^2 before the current batch's step
+    const void *x               # the batch's dense input rows (from block 0) ...
+    Py_ssize_t ldx              # ... and their leading dimension
+    double loss                 # out: epoch: sum of batch loss x rows; objective: loss sum
+    double weight               # out: objective: weight sum
+    int size                    # threads asked for
+    int stop                    # thread 0 saw a signal: no batch starts after it
+    bint finished               # set before the last (empty) phase is published
+    bint wrong_size             # OpenMP gave another team size: nothing ran
+    Phase phases[2]
+    bp_queue queue
+
+
+cdef inline uint64_t _mix(uint64_t z) noexcept nogil:
+    # splitmix64's finaliser
+    z = (z ^ (z >> 30)) * <uint64_t> 0xbf58476d1ce4e5b9
+    z = (z ^ (z >> 27)) * <uint64_t> 0x94d049bb133111eb
+    return z ^ (z >> 31)
+
+
+cdef void _blocked_block(Blocked *w, const Phase *ph, Py_ssize_t b,
+                         const floating *dtype_of) noexcept nogil:
+    """Forward pass, loss and every layer's delta for block b of the batch,
+    in the block's rows of the workspace."""
+    cdef const Net *net = w.net
+    cdef Py_ssize_t L = net.n_layers, l, fan_in, fan_out, nb = ph.nb
+    cdef Py_ssize_t r0 = b * nb // ph.n_blocks, r1 = (b + 1) * nb // ph.n_blocks
+    cdef const floating *params = <const floating *> w.params
+    cdef floating *deltas = <floating *> w.buf.deltas
+    cdef Chunk c
+    cdef Dropout drop
+    cdef Dropout *dp = NULL
+    if w.order != NULL:
+        c = _chunk(w.order + ph.start + r0, 0, r1 - r0)
+    else:
+        c = _chunk(NULL, ph.start + r0, r1 - r0)
+    c.at = r0
+    if w.drop != NULL:
+        # each block draws its masks from a stream of its own
+        drop = w.drop[0]
+        drop.state = _mix(w.drop.state ^ _mix(<uint64_t> (ph.batch_no * MAX_BLOCKS + b + 1)))
+        dp = &drop
+    _forward(net, w.src, &c, params, w.buf, dp, NULL)
+    w.block_loss[b] = _loss(net, &c, <const floating *> w.Y, <const floating *> w.sw,
+                            w.buf, deltas + net.act_off[L - 1] + r0 * net.units[L])
+    w.block_weight[b] = c.weight
+    if b == 0:
+        w.x = c.x
+        w.ldx = c.ldx
+    for l in range(L - 1, 0, -1):
+        # delta_{l-1} = (delta_l W_l') * f'(Z_{l-1})
+        fan_in = net.units[l]
+        fan_out = net.units[l + 1]
+        gemm(False, True, <blas_int> c.n, <blas_int> fan_in, <blas_int> fan_out,
+             <floating> 1, deltas + net.act_off[l] + r0 * fan_out, <blas_int> fan_out,
+             params + net.coef_off[l], <blas_int> fan_out, <floating> 0,
+             deltas + net.act_off[l - 1] + r0 * fan_in, <blas_int> fan_in)
+        _through_activation(net, l - 1, &c, w.buf, dp,
+                            deltas + net.act_off[l - 1] + r0 * fan_in)
+
+
+cdef double _blocked_slice(Blocked *w, const Phase *ph, Py_ssize_t i,
+                           const floating *dtype_of) noexcept nogil:
+    """Slice i of the gradient over the batch: added to ``grads``
+    (objective), or written and then stepped (epoch). Returns the slice's
+    squared weights after the step."""
+    cdef const Net *net = w.net
+    cdef Py_ssize_t l = w.slices[3 * i], lo = w.slices[3 * i + 1], hi = w.slices[3 * i + 2]
+    cdef Py_ssize_t fan_in = net.units[l], fan_out = net.units[l + 1], off, size, n_coef
+    cdef Py_ssize_t nb = ph.nb
+    cdef const floating *delta = <const floating *> w.buf.deltas + net.act_off[l]
+    cdef const floating *a
+    cdef Py_ssize_t lda
+    cdef floating *g
+    cdef floating *s2
+    if lo < 0:
+        off = net.icpt_off[l]
+        size = fan_out
+        n_coef = 0
+    else:
+        off = net.coef_off[l] + lo * fan_out
+        size = (hi - lo) * fan_out
+        n_coef = size
+    g = <floating *> w.grads + off
+    if w.training and (lo < 0 or (l == 0 and w.src.sparse)):
+        memset(g, 0, size * sizeof(floating))   # sums: they start at 0
+    if lo < 0:
+        colsum_add(delta, nb, fan_out, g)
+    elif l == 0 and w.src.sparse:
+        _csr_grad(w.src, w.order + ph.start if w.order != NULL else NULL,
+                  ph.start if w.order == NULL else 0, nb, delta, fan_out, <floating> 1, g)
+    else:
+        if l == 0:
+            a = <const floating *> w.x
+            lda = w.ldx
+        else:
+            a = <const floating *> w.buf.acts + net.act_off[l - 1]
+            lda = fan_in
+        gemm(True, False, <blas_int> (hi - lo), <blas_int> fan_out, <blas_int> nb,
+             <floating> 1, a + lo, <blas_int> lda, delta, <blas_int> fan_out,
+             <floating> (0 if w.training else 1), g, <blas_int> fan_out)
+    if not w.training:
+        return 0.0
+    # SGD keeps no second state (a vector of one entry)
+    s2 = <floating *> w.s2 + (off if w.opt.solver != SOLVER_SGD else 0)
+    return step(&ph.k, <floating *> w.params + off, <floating *> w.s1 + off, s2, g,
+                n_coef, size, ph.sw_sum)
+
+
+cdef void _blocked_batch(Blocked *w, Phase *ph, Py_ssize_t start,
+                         Py_ssize_t batch_no) noexcept nogil:
+    """The blocks phase of the batch at ``start``."""
+    ph.start = start
+    ph.nb = min(w.batch, w.n - start)
+    ph.n_blocks = _n_blocks(ph.nb)
+    ph.batch_no = batch_no
+
+
+cdef void _blocked_publish(Blocked *w, unsigned phase) noexcept nogil:
+    """Publish the phase after ``phase``, whose last item this thread did:
+    sums in a fixed order, the step's settings, the next batch."""
+    cdef const Phase *ph = &w.phases[phase & 1]
+    cdef Phase *nx = &w.phases[(phase + 1) & 1]
+    cdef Py_ssize_t i, start
+    cdef double loss = 0.0, sw_sum = 0.0
+    if phase & 1 == 0:
+        # the blocks are done: the batch's slices next
+        for i in range(ph.n_blocks):
+            loss += w.block_loss[i]
+            sw_sum += w.block_weight[i]
+        nx.start = ph.start
+        nx.nb = ph.nb
+        nx.n_blocks = ph.n_blocks
+        nx.batch_no = ph.batch_no
+        nx.sw_sum = sw_sum
+        if w.training:
+            nx.k = _next_step(&w.opt)
+            # the L2 term of the loss uses the weights before this batch's step
+            w.loss += (loss / sw_sum + 0.5 * w.opt.alpha * w.ss / sw_sum) * ph.nb
+        else:
+            w.loss += loss
+            w.weight += sw_sum
+        bp_queue_publish(&w.queue, phase, w.n_slices)
+        return
+    # the slices are done: the next batch, if any
+    w.ss = 0.0
+    for i in range(w.n_slices):
+        w.ss += w.slice_ss[i]
+    start = ph.start + ph.nb
+    if start >= w.n or bp_flag_get(&w.stop):
+        w.finished = True
+        bp_queue_publish(&w.queue, phase, 0)
+        return
+    _blocked_batch(w, nx, start, ph.batch_no + 1)
+    bp_queue_publish(&w.queue, phase, nx.n_blocks)
+
+
+cdef void _blocked_run(Blocked *w, int tid, const floating *dtype_of) noexcept nogil:
+    """The loop each thread of a blocked epoch or objective runs: items of
+    the current phase while there are any, then wait for the next phase."""
+    cdef unsigned phase
+    cdef Py_ssize_t item, work = 0
+    cdef const Phase *ph
+    if bp_team_size() != w.size:
+        if tid == 0:
+            w.wrong_size = True
+        return
+    while True:
+        if bp_queue_take(&w.queue, &phase, &item):
+            ph = &w.phases[phase & 1]
+            if phase & 1 == 0:
+                _blocked_block(w, ph, item, dtype_of)
+                if tid == 0 and w.training:
+                    # Ctrl-C: checked every SIGNAL_WORK rows x parameters
+                    work += (ph.nb // ph.n_blocks + 1) * w.net.n_params
+                    if work >= SIGNAL_WORK:
+                        work = 0
+                        if _signal_pending():
+                            bp_flag_set(&w.stop)
+            else:
+                w.slice_ss[item] = _blocked_slice(w, ph, item, dtype_of)
+            if bp_queue_done(&w.queue, phase):
+                _blocked_publish(w, phase)
+        elif w.finished:
+            return
+        else:
+            bp_queue_wait(&w.queue, phase)
+
+
+cdef object _blocked_setup(Blocked *w, Layout layout, Input X, Buffers *buf,
+                           int n_threads):
+    """Point ``w`` at new scratch arrays (returned: the caller keeps them
+    while ``w`` is used); the caller sets the data, ``n`` and ``batch``, and
+    then ``_blocked_start``."""
+    if not 1 <= n_threads <= MAX_THREADS:
+        raise ValueError(f"n_threads must be within 1 to {MAX_THREADS}, got {n_threads}")
+    slices = gradient_slices(layout, X.sparse)
+    scratch = np.zeros(2 * MAX_BLOCKS + slices.shape[0])
+    cdef const Py_ssize_t[:, ::1] sl = slices
+    cdef double[::1] d = scratch
+    w.net = &layout.net
+    w.src = &X.src
+    w.buf = buf
+    w.slices = &sl[0, 0]
+    w.n_slices = sl.shape[0]
+    w.block_loss = &d[0]
+    w.block_weight = &d[MAX_BLOCKS]
+    w.slice_ss = &d[2 * MAX_BLOCKS]
+    w.drop = NULL
+    w.ss = 0.0
+    w.x = NULL
+    w.ldx = 0
+    w.loss = 0.0
+    w.weight = 0.0
+    w.training = False
+    w.size = n_threads
+    w.stop = 0
+    w.finished = False
+    w.wrong_size = False
+    return slices, scratch
+
+
+cdef void _blocked(Blocked *w, const floating *dtype_of) noexcept nogil:
+    """Run ``w`` on its team: an OpenMP parallel region, or the calling
+    thread alone for one thread (or when OpenMP gives another team size,
+    as inside another parallel region). Nothing to do for no rows."""
+    global LAST_SLEEPS
+    if w.n == 0:
+        w.finished = True
+        return
+    _blocked_batch(w, &w.phases[0], 0, 0)
+    bp_queue_init(&w.queue, w.phases[0].n_blocks, QUEUE_SPIN)
+    if w.size > 1:
+        with parallel(num_threads=w.size):
+            _blocked_run(w, threadid(), dtype_of)
+        LAST_SLEEPS = w.queue.sleeps
+        if not w.wrong_size:
+            return
+        w.size = 1
+    _blocked_run(w, 0, dtype_of)
+
+
+def max_threads():
+    """Threads a parallel region may have here: OpenMP's limit (which
+    threadpoolctl sets), 1 when blasprop was built without OpenMP."""
+    return bp_max_threads()
 
 
 # --------------------------------------------------------------------------
@@ -1132,6 +1528,38 @@ cdef inline bint _signal_pending() noexcept nogil:
     return pending
 
 
+cdef class Solver:
+    """A stochastic solver's settings and Adam's step count, for ``epoch``:
+    ``code`` is SGD, Adam or AdamW (``enum bp_solver``); with AdamW,
+    ``alpha`` is the decoupled weight decay instead of the L2 penalty.
+    ``t`` is advanced by every step the epoch takes."""
+    cdef Optimizer opt
+
+    def __init__(self, int code, double learning_rate, *, double momentum=0.9,
+                 bint nesterov=True, double beta_1=0.9, double beta_2=0.999,
+                 double epsilon=1e-8, double alpha=0.0, long long t=0):
+        if code != SOLVER_SGD and code != SOLVER_ADAM and code != SOLVER_ADAMW:
+            raise ValueError(f"unknown solver code {code}")
+        self.opt.solver = code
+        self.opt.lr = learning_rate
+        self.opt.momentum = momentum
+        self.opt.nesterov = nesterov
+        self.opt.beta_1 = beta_1
+        self.opt.beta_2 = beta_2
+        self.opt.epsilon = epsilon
+        self.opt.alpha = 0.0 if code == SOLVER_ADAMW else alpha
+        self.opt.decay = learning_rate * alpha if code == SOLVER_ADAMW else 0.0
+        self.opt.t = t
+
+    @property
+    def code(self):
+        return self.opt.solver
+
+    @property
+    def t(self):
+        return self.opt.t
+
+
 def epoch(Layout layout not None, Workspace ws not None, Input X not None,
           const floating[:, ::1] Y not None,          # IN  targets (n_samples x n_outputs)
           const floating[::1] sw not None,            # IN  sample weights, or length 0
@@ -1141,26 +1569,84 @@ def epoch(Layout layout not None, Workspace ws not None, Input X not None,
           floating[::1] grads not None,               # scratch
           floating[::1] state1 not None,              # IN/OUT velocity (sgd) / m (adam)
           floating[::1] state2 not None,              # IN/OUT v (adam)
-          int solver, double learning_rate, double momentum, bint nesterov,
-          double beta_1, double beta_2, double epsilon, long long adam_t,
-          double alpha, long long dropout_seed):
+          Solver solver not None,                     # IN/OUT settings, Adam's t
+          long long dropout_seed=-1,
+          int n_threads=0):
     """One pass over ``order`` in mini-batches, updating ``params`` in place.
 
-    Returns (sum over batches of batch_loss * batch_rows, adam_t). The
+    Returns the sum over batches of batch_loss * batch_rows. The
     ``batch_loss`` is the batch's mean loss plus the L2 term, computed before
-    the batch's update, as scikit-learn reports it. With solver ADAMW,
-    ``alpha`` is the decoupled weight decay instead of the L2 term. A pending
-    signal (Ctrl-C) stops the loop at a batch boundary and is raised.
+    the batch's update, as scikit-learn reports it. A pending signal
+    (Ctrl-C) stops the loop at a batch boundary and is raised.
+
+    ``n_threads`` 0 takes scikit-learn's path (one thread, sums in its
+    order); 1 or more the blocked path on that many threads (needs a
+    ``blocked`` workspace), whose result does not depend on the number.
     """
     cdef const Net *net = &layout.net
-    cdef const Source *src = &X.src
-    cdef Py_ssize_t n = order.shape[0], start = 0, nb, work = 0
-    cdef Py_ssize_t P = layout.n_params, L = net.n_layers
+    cdef Py_ssize_t P = layout.n_params
     cdef Buffers buf
-    cdef Optimizer opt
-    cdef Chunk chunk
+    cdef Optimizer opt = solver.opt
     cdef Dropout drop
     cdef Dropout *dp
+    cdef double total
+    cdef Blocked w
+    cdef floating *pp
+
+    # check every size the kernels will trust
+    _check_training(layout, ws, X, &buf, Y, sw, params, grads)
+    _check_length(state1.shape[0], P, "state1")
+    if opt.solver != SOLVER_SGD:
+        _check_length(state2.shape[0], P, "state2")
+    if batch_size > layout.cap or batch_size < 1:
+        raise ValueError(
+            f"batch_size {batch_size} is not within the workspace's 1 to {layout.cap} rows"
+        )
+    _check_rows(order, X.n_samples, "order")
+    _dropout_state(layout, &buf, dropout_seed, &drop, &dp)
+    if n_threads == 0:
+        total = _epoch_serial(net, &X.src, X.sparse, &buf, &Y[0, 0],
+                              &sw[0] if sw.shape[0] > 0 else NULL, &order[0],
+                              order.shape[0], batch_size, &params[0], &grads[0],
+                              &state1[0], &state2[0], &opt, dp, ws.acts.dtype)
+    else:
+        if not ws.blocked:
+            raise ValueError("the blocked path needs a Workspace built with blocked=True")
+        scratch = _blocked_setup(&w, layout, X, &buf, n_threads)
+        w.Y = &Y[0, 0]
+        w.sw = &sw[0] if sw.shape[0] > 0 else NULL
+        w.order = &order[0]
+        w.n = order.shape[0]
+        w.batch = batch_size
+        w.params = &params[0]
+        w.grads = &grads[0]
+        w.s1 = &state1[0]
+        w.s2 = &state2[0]
+        w.training = True
+        w.opt = opt
+        w.drop = dp
+        pp = &params[0]
+        with nogil:
+            if opt.alpha > 0:
+                w.ss = sumsq(pp, net.n_coef)
+            _blocked(&w, pp)
+        if w.stop:
+            _reraise()
+        total = w.loss
+        opt.t = w.opt.t
+    solver.opt.t = opt.t
+    return total
+
+
+cdef double _epoch_serial(const Net *net, const Source *src, bint sparse,
+                          const Buffers *buf, const floating *Y, const floating *sw,
+                          const Py_ssize_t *order, Py_ssize_t n, Py_ssize_t batch_size,
+                          floating *params, floating *grads, floating *state1,
+                          floating *state2, Optimizer *opt, Dropout *dp,
+                          dtype) except? -1:
+    """scikit-learn's epoch: a batch at a time, in its order of sums."""
+    cdef Py_ssize_t start = 0, nb, work = 0
+    cdef Chunk chunk
     cdef PlainSgd sgd
     cdef PlainSgd *sgd_p = NULL
     cdef Scaled scaled
@@ -1168,81 +1654,57 @@ def epoch(Layout layout not None, Workspace ws not None, Input X not None,
     cdef double total = 0.0, batch_loss, ss = 0.0, ss_next
     cdef bint interrupted = False
 
-    # check every size the kernels will trust
-    _check_training(layout, ws, X, &buf, Y, sw, params, grads)
-    if solver != SOLVER_SGD and solver != SOLVER_ADAM and solver != SOLVER_ADAMW:
-        raise ValueError(f"unknown solver code {solver}")
-    _check_length(state1.shape[0], P, "state1")
-    if solver != SOLVER_SGD:
-        _check_length(state2.shape[0], P, "state2")
-    if batch_size > layout.cap or batch_size < 1:
-        raise ValueError(
-            f"batch_size {batch_size} is not within the workspace's 1 to {layout.cap} rows"
-        )
-    _check_rows(order, X.n_samples, "order")
-    cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
-
-    # set up: the optimizer, dropout, and plain SGD's update in the backward pass
-    opt.solver = solver
-    opt.lr = learning_rate
-    opt.momentum = momentum
-    opt.nesterov = nesterov
-    opt.beta_1 = beta_1
-    opt.beta_2 = beta_2
-    opt.epsilon = epsilon
-    opt.alpha = 0.0 if solver == SOLVER_ADAMW else alpha
-    opt.decay = learning_rate * alpha if solver == SOLVER_ADAMW else 0.0
-    opt.t = adam_t
-    _dropout_state(layout, &buf, dropout_seed, &drop, &dp)
+    # plain SGD updates the weights in the backward pass, at batch size 1
+    # through the scaled unit
     sgd.scaled = NULL
-    if solver == SOLVER_SGD and momentum == 0.0:
-        sgd.params = <void *> &params[0]
-        sgd.lr = learning_rate
+    if opt.solver == SOLVER_SGD and opt.momentum == 0.0:
+        sgd.params = <void *> params
+        sgd.lr = opt.lr
         sgd.alpha = opt.alpha
         sgd_p = &sgd
-        if batch_size == 1 and opt.alpha > 0 and not X.sparse:
-            _scaled_arrays = _scaled_new(&scaled, L, net.units[1], ws.acts.dtype)
+        if batch_size == 1 and opt.alpha > 0 and not sparse:
+            _scaled_arrays = _scaled_new(&scaled, net.n_layers, net.units[1], dtype)
             sgd.scaled = &scaled
 
     with nogil:
         if sgd_p == NULL and opt.alpha > 0:
-            ss = sumsq(&params[0], net.n_coef)
+            ss = sumsq(params, net.n_coef)
         if sgd.scaled != NULL:
-            _scaled_start(sgd.scaled, net, &params[0])
+            _scaled_start(sgd.scaled, net, params)
         while start < n:
             nb = min(batch_size, n - start)
             # the next batch's first rows, which the gather's look-ahead does
             # not reach (at batch size 1 no gather runs at all)
-            _prefetch_rows(src, &order[0] + start + nb,
+            _prefetch_rows(src, order + start + nb,
                            min(n, start + nb + min(nb, PREFETCH_ROWS)) - (start + nb))
-            chunk = _chunk(&order[start], 0, nb)
+            chunk = _chunk(order + start, 0, nb)
             if sgd_p != NULL:
                 sgd.ss = 0.0
-            batch_loss = _fwd_bwd(net, src, &chunk, &Y[0, 0], swp, &params[0],
-                                  &grads[0], False, &buf, dp, sgd_p)
+            batch_loss = _fwd_bwd(net, src, &chunk, Y, sw, params, grads, False, buf,
+                                  dp, sgd_p)
             if sgd_p != NULL:
                 ss = sgd.ss
             # the L2 term of the loss uses the weights before this batch's step
             batch_loss = (batch_loss / chunk.weight
                           + 0.5 * opt.alpha * ss / chunk.weight)
-            ss_next = _optimizer_step(&opt, net, &params[0], &state1[0], &state2[0],
-                                      &grads[0], chunk.weight, sgd_p != NULL)
+            ss_next = _optimizer_step(opt, net, params, state1, state2, grads,
+                                      chunk.weight, sgd_p != NULL)
             if sgd_p == NULL:
                 ss = ss_next
             total += batch_loss * nb
             start += nb
             # Ctrl-C: checked every SIGNAL_WORK rows x parameters
-            work += nb * P
+            work += nb * net.n_params
             if work >= SIGNAL_WORK and start < n:
                 work = 0
                 if _signal_pending():
                     interrupted = True
                     break
         if sgd.scaled != NULL:
-            _scaled_finish(sgd.scaled, net, &params[0])
+            _scaled_finish(sgd.scaled, net, params)
     if interrupted:
         _reraise()
-    return total, opt.t
+    return total
 
 
 def objective(Layout layout not None, Workspace ws not None, Input X not None,
@@ -1250,13 +1712,15 @@ def objective(Layout layout not None, Workspace ws not None, Input X not None,
               const floating[::1] sw not None,        # IN  or length 0
               floating[::1] params not None,          # IN
               floating[::1] grads not None,           # OUT gradient of the returned loss
-              double alpha, long long dropout_seed=-1):
+              double alpha, long long dropout_seed=-1, int n_threads=0):
     """Mean loss over all of X plus 0.5 alpha |W|^2 / sum(sw), and its
     gradient, computed chunk by chunk (``layout.cap`` rows at a time).
 
     With ``dropout_seed >= 0`` the training-mode network (dropout masks drawn
     from that seed, the same masks at every call) is differentiated: that is
-    how the gradient checker checks dropout with a fixed mask."""
+    how the gradient checker checks dropout with a fixed mask. ``n_threads``
+    as for ``epoch``: 0 sums in scikit-learn's order, 1 or more take the
+    blocked path on that many threads."""
     cdef const Net *net = &layout.net
     cdef const Source *src = &X.src
     cdef Py_ssize_t n = X.n_samples, start = 0, nb, cap = layout.cap
@@ -1266,20 +1730,42 @@ def objective(Layout layout not None, Workspace ws not None, Input X not None,
     cdef double loss = 0.0, sw_sum = 0.0
     cdef Dropout drop
     cdef Dropout *dp
+    cdef Blocked w
+    cdef floating *pp = &params[0]
+    cdef floating *gp = &grads[0]
     _check_training(layout, ws, X, &buf, Y, sw, params, grads)
     cdef const floating *swp = &sw[0] if sw.shape[0] > 0 else NULL
     _dropout_state(layout, &buf, dropout_seed, &drop, &dp)
+    if n_threads == 0:
+        with nogil:
+            memset(gp, 0, P * sizeof(floating))
+            while start < n:
+                nb = min(cap, n - start)
+                chunk = _chunk(NULL, start, nb)
+                loss += _fwd_bwd(net, src, &chunk, &Y[0, 0], swp, pp, gp, True, &buf,
+                                 dp, NULL)
+                sw_sum += chunk.weight
+                start += nb
+    else:
+        if not ws.blocked:
+            raise ValueError("the blocked path needs a Workspace built with blocked=True")
+        scratch = _blocked_setup(&w, layout, X, &buf, n_threads)
+        w.Y = &Y[0, 0]
+        w.sw = swp
+        w.order = NULL
+        w.n = n
+        w.batch = cap
+        w.params = pp
+        w.grads = gp
+        w.drop = dp
+        with nogil:
+            memset(gp, 0, P * sizeof(floating))
+            _blocked(&w, pp)
+        loss = w.loss
+        sw_sum = w.weight
     with nogil:
-        memset(&grads[0], 0, P * sizeof(floating))
-        while start < n:
-            nb = min(cap, n - start)
-            chunk = _chunk(NULL, start, nb)
-            loss += _fwd_bwd(net, src, &chunk, &Y[0, 0], swp, &params[0],
-                             &grads[0], True, &buf, dp, NULL)
-            sw_sum += chunk.weight
-            start += nb
-        loss = loss / sw_sum + 0.5 * alpha * sumsq(&params[0], NC) / sw_sum
-        finish_grad(&grads[0], &params[0], NC, P, alpha, sw_sum)
+        loss = loss / sw_sum + 0.5 * alpha * sumsq(pp, NC) / sw_sum
+        finish_grad(gp, pp, NC, P, alpha, sw_sum)
     return loss
 
 

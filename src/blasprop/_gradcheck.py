@@ -13,6 +13,7 @@ from sklearn.utils.validation import _check_sample_weight
 
 from . import _core
 from ._base import BaseMLP
+from ._threads import training_threads
 
 _ESTIMATOR_TYPES = (
     "a blasprop MLPClassifier or MLPRegressor (scikit-learn's "
@@ -172,8 +173,11 @@ def _objective(est, X, Y, sw, dtype, dropout_seed=0):
     gradient), in ``dtype``; layout, buffers and input are built once.
 
     With dropout, the training-mode network with the masks drawn from
-    ``dropout_seed`` (the same masks at every call)."""
+    ``dropout_seed`` (the same masks at every call). An estimator with
+    ``n_jobs`` set is checked on the path its training takes then (row
+    blocks shared by threads)."""
     net = est._network(X.shape[0], dtype)
+    n_threads = training_threads(getattr(est, "n_jobs", None), net.layout.cap)
     if X.shape[1] != net.units[0] or Y.shape != (X.shape[0], net.units[-1]):
         # the compiled objective would read past the rows it is given
         raise ValueError(
@@ -183,7 +187,7 @@ def _objective(est, X, Y, sw, dtype, dropout_seed=0):
     if X.dtype.itemsize > np.dtype(dtype).itemsize:
         X = X.astype(dtype)  # a float32 kernel cannot read float64 rows
     X_in = _core.Input(X)
-    ws = net.workspace(dtype, X_in.sparse)
+    ws = net.workspace(dtype, X_in.sparse, blocked=n_threads > 0)
     Y = np.ascontiguousarray(Y, dtype=dtype)
     sw = np.empty(0, dtype) if sw is None else np.ascontiguousarray(sw, dtype=dtype)
     p = np.empty(net.layout.n_params, dtype=dtype)
@@ -192,7 +196,8 @@ def _objective(est, X, Y, sw, dtype, dropout_seed=0):
 
     def objective(params):
         p[:] = params
-        loss = _core.objective(net.layout, ws, X_in, Y, sw, p, g, float(est.alpha), seed)
+        loss = _core.objective(net.layout, ws, X_in, Y, sw, p, g, float(est.alpha), seed,
+                               n_threads)
         return loss, g
 
     return objective

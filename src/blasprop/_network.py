@@ -68,8 +68,8 @@ class Network:
         self.layout = _core.Layout(units, codes, loss_code, huber_delta, cap, dropout)
         self.has_dropout = self.layout.d_size > 0
 
-    def workspace(self, dtype, sparse):
-        return _core.Workspace(self.layout, dtype, self.units[0], sparse)
+    def workspace(self, dtype, sparse, blocked=False):
+        return _core.Workspace(self.layout, dtype, self.units[0], sparse, blocked)
 
     def pack(self, coefs, intercepts, dtype):
         """Parameters as one vector, laid out like scikit-learn's ``_pack``."""

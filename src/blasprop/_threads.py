@@ -1,10 +1,13 @@
-"""How blasprop uses the BLAS library's threads, and the gemm policy.
+"""How blasprop uses threads: its own training threads and BLAS's.
 
-BLAS has one thread count per process. Training on small matrix products
-runs BLAS on one thread (hand-offs between threads cost more than the
-products); prediction runs BLAS on one thread per caller thread and spreads
-its chunks over as many threads as BLAS may use. Overlapping users share the
-one-thread limit: the first to enter sets it, the last to leave restores it.
+Training with ``n_jobs`` set runs the blocked path of the compiled core on
+an OpenMP team (``training_threads``), with BLAS on one thread inside it.
+Without ``n_jobs``, training on small matrix products runs BLAS on one
+thread (hand-offs between threads cost more than the products). Prediction
+runs BLAS on one thread per caller thread and spreads its chunks over as
+many threads as BLAS may use. BLAS has one thread count per process:
+overlapping users share the one-thread limit, the first to enter sets it,
+the last to leave restores it.
 """
 
 import contextlib
@@ -38,6 +41,23 @@ def _threadpools():
     return _THREADPOOLS
 
 
+def training_threads(n_jobs, batch_rows):
+    """Threads of the blocked training path for scikit-learn's ``n_jobs``,
+    or 0 for the one-thread path that follows scikit-learn's order of sums
+    (``n_jobs`` None and no joblib ``parallel_config`` that sets it).
+
+    OpenMP's limit (threadpoolctl's ``threadpool_limits``) bounds it, and so
+    does the number of row blocks of a batch of ``batch_rows`` rows: a
+    thread with no block would only wait."""
+    from joblib import effective_n_jobs
+
+    n = effective_n_jobs(n_jobs)
+    if n_jobs is None and n == 1:
+        return 0
+    blocks = len(_core.block_rows(batch_rows))
+    return max(1, min(n, _core.max_threads(), blocks))
+
+
 def blas_thread_count():
     """How many threads BLAS may use now (threadpoolctl's limit, if any)."""
     return max((c.num_threads for c in _threadpools().lib_controllers
@@ -45,10 +65,11 @@ def blas_thread_count():
 
 
 @contextlib.contextmanager
-def blas_threads_for_fit(units, rows):
-    """One BLAS thread for the duration of a fit on small products."""
+def blas_threads_for_fit(units, rows, n_threads=0):
+    """One BLAS thread for the duration of a fit on small products, or on
+    ``n_threads`` training threads of the blocked path."""
     work = max(rows * a * b for a, b in zip(units, units[1:]))
-    if work >= _SMALL_GEMM:
+    if work >= _SMALL_GEMM and n_threads < 2:
         yield
         return
     with one_blas_thread():

@@ -212,6 +212,8 @@ def _new_estimator(args, classify, n_train=None, early=True):
         batch_size="auto" if n_train is None else _batch_size(args.batch_size, n_train, early),
         early_stopping=early,
         random_state=args.random_state,
+        # all the cores --threads allows (it limits OpenMP as well as BLAS)
+        n_jobs=-1,
     )
     try:
         est._validate_params()
@@ -607,7 +609,7 @@ def build_parser():
     p.add_argument("--out", default="model.bpm", metavar="FILE",
                    help="model file to write (default: model.bpm)")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="threads blasprop and BLAS may use (default: what BLAS is set to use)")
+                   help="threads blasprop and BLAS may use (default: all cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
