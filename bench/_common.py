@@ -300,7 +300,8 @@ def machine_info(impls: Impls | None = None) -> dict:
     if impls is not None:
         if impls.torch is not None:
             t = impls.torch
-            info["torch"] = f"{t.__version__} (MKL {'yes' if t.backends.mkl.is_available() else 'no'})"
+            info["torch"] = (f"{t.__version__} "
+                             f"(MKL {'yes' if t.backends.mkl.is_available() else 'no'})")
         if impls.blasprop is not None:
             if impls.blasprop_label == "blasprop":
                 info["blasprop"] = getattr(impls.blasprop, "__version__", "unknown version")
@@ -317,7 +318,8 @@ def machine_info(impls: Impls | None = None) -> dict:
     # detection and so decides which kernels every OpenBLAS here runs
     info["blas_env"] = {k: v for k, v in sorted(os.environ.items())
                         if k.startswith(("OPENBLAS_", "GOTO_")) or k == "OMP_NUM_THREADS"}
-    archs = {p.get("architecture") for p in threadpool_info() if p.get("internal_api") == "openblas"}
+    archs = {p.get("architecture") for p in threadpool_info()
+             if p.get("internal_api") == "openblas"}
     info["blas_core_forced"] = bool(info["blas_env"].get("OPENBLAS_CORETYPE"))
     info["blas_core_note"] = ""
     info["blas_core_detected"] = _detected_cores() if info["blas_core_forced"] else None
@@ -351,7 +353,8 @@ def machine_md(info: dict) -> str:
     lines = [f"- CPU: {info['cpu']} ({info['simd']}); {info['logical_cores']} logical cores, "
              f"{info['usable_cores']} usable; 1-min load average at start: {info['loadavg_1m']}",
              f"- OS: {info['os']}; Python {info['python']}",
-             f"- numpy {info['numpy']}, scipy {info['scipy']}, scikit-learn {info['scikit-learn']}, "
+             f"- numpy {info['numpy']}, scipy {info['scipy']}, "
+             f"scikit-learn {info['scikit-learn']}, "
              f"torch {info['torch']}, blasprop {info['blasprop']}",
              "- BLAS / OpenMP pools (threadpoolctl):"]
     lines += [f"  - {p}" for p in info["thread_pools"]]

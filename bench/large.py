@@ -142,9 +142,10 @@ def run(cfg: Config, impls) -> Section:
             data.append(row)
             for k, v in m.items():
                 notes.append(f"{k}, {row['dtype']}: {v.note}")
-            print(f"[large] {row['dtype']}: " + ", ".join(
-                f"{k} {fmt_s(v.seconds)}" for k, v in m.items()) + f", gemm only {fmt_s(g.seconds)}",
-                flush=True)
+            print(f"[large] {row['dtype']}: "
+                  + ", ".join(f"{k} {fmt_s(v.seconds)}" for k, v in m.items())
+                  + f", gemm only {fmt_s(g.seconds)}",
+                  flush=True)
 
     def s(row, k):
         return row[k]["seconds"] if k in row else None

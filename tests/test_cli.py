@@ -54,7 +54,9 @@ def _write_csv(path, header, rows):
 def _classification_table(n, seed):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 3))
-    species = np.array(["ant", "bee", "cat"])[np.digitize(X[:, 0] + X[:, 1] - 0.3 * X[:, 2], [-0.7, 0.7])]
+    species = np.array(["ant", "bee", "cat"])[
+        np.digitize(X[:, 0] + X[:, 1] - 0.3 * X[:, 2], [-0.7, 0.7])
+    ]
     return X, species
 
 
@@ -87,17 +89,23 @@ ERROR_CASES = {
     "train_regress_strings": (["train", "cls.csv", "--task", "regress"], "not numeric"),
     "train_classify_floats": (["train", "reg.csv", "--task", "classify"], "non-integer"),
     "train_bad_hidden": (["train", "cls.csv", "--hidden", "4,x"], "--hidden"),
-    "train_bad_activation": (["train", "cls.csv", "--activation", "swish", "--epochs", "2"], "activation"),
+    "train_bad_activation": (["train", "cls.csv", "--activation", "swish", "--epochs", "2"],
+                             "activation"),
     "train_bad_test_size": (["train", "cls.csv", "--test-size", "1.5"], "--test-size"),
-    "predict_corrupted_model": (["predict", "corrupted.bpm", "cls.csv"], "not a valid blasprop model"),
+    "predict_corrupted_model": (["predict", "corrupted.bpm", "cls.csv"],
+                                "not a valid blasprop model"),
     "predict_csv_as_model": (["predict", "cls.csv", "cls.csv"], "magic"),
     "predict_pickle_as_model": (["predict", "model.pkl", "cls.csv"], "pickle"),
     "predict_missing_model": (["predict", "nothere.bpm", "cls.csv"], "No such file"),
-    "predict_missing_column": (["predict", "named.bpm", "no_b.csv"], "missing column(s) the model was trained on: 'b'"),
-    "predict_wrong_feature_count": (["predict", "nonames.bpm", "five_cols.csv"], "expects 3 features"),
-    "predict_non_numeric_feature": (["predict", "named.bpm", "words_b.csv"], "column 'b' is not numeric"),
+    "predict_missing_column": (["predict", "named.bpm", "no_b.csv"],
+                               "missing column(s) the model was trained on: 'b'"),
+    "predict_wrong_feature_count": (["predict", "nonames.bpm", "five_cols.csv"],
+                                    "expects 3 features"),
+    "predict_non_numeric_feature": (["predict", "named.bpm", "words_b.csv"],
+                                    "column 'b' is not numeric"),
     "predict_missing_value": (["predict", "named.bpm", "holes.csv"], "missing value"),
-    "predict_proba_regressor": (["predict", "reg_named.bpm", "cls.csv", "--proba"], "--proba needs a classifier"),
+    "predict_proba_regressor": (["predict", "reg_named.bpm", "cls.csv", "--proba"],
+                                "--proba needs a classifier"),
     "info_truncated_model": (["info", "truncated.bpm"], "truncated"),
     "info_not_a_model": (["info", "garbage.csv"], "magic"),
     # data files that are not regular files: refused at once, never read
@@ -108,7 +116,8 @@ ERROR_CASES = {
     "predict_directory": (["predict", "named.bpm", "."], "is a directory"),
     # a bad option fails before anything is read or trained
     "train_bad_solver": (["train", "cls.csv", "--solver", "adamx"], "solver"),
-    "train_overflowing_float32": (["train", "huge.csv", "--dtype", "float32"], "float32 cannot hold"),
+    "train_overflowing_float32": (["train", "huge.csv", "--dtype", "float32"],
+                                  "float32 cannot hold"),
     "predict_malformed_metadata": (["predict", "bad_meta.bpm", "cls.csv"], "malformed metadata"),
     "info_malformed_metadata": (["info", "bad_meta.bpm"], "malformed metadata"),
 }
@@ -132,7 +141,8 @@ def _write_inputs(d):
     digits = load_digits()
     order = list(range(64))[::-1]
     _write_csv(d / "digits_new.csv", ["digit"] + [f"pixel_{j}" for j in order],
-               [[t] + [_num(v / 16.0) for v in x[order]] for x, t in zip(digits.data[:300], digits.target)])
+               [[t] + [_num(v / 16.0) for v in x[order]]
+                for x, t in zip(digits.data[:300], digits.target)])
 
     (d / "garbage.csv").write_bytes(bytes(range(256)) * 4)
     (d / "nul.csv").write_bytes(b"a,b,y\n1,2\x00,3\n4,5,6\n")
@@ -185,8 +195,8 @@ def runs(tmp_path_factory):
     _write_inputs(d)
     first = {name: ERROR_CASES[name][0] for name in SUBPROCESS_ERROR_CASES}
     first["digits"] = ["train", "--random-state", "0"]  # run in d/digits, see below
-    first["cls"] = ["train", "cls.csv", "--hidden", "16", "--random-state", "0", "--dtype", "float32",
-                    "--out", "cls.bpm"]
+    first["cls"] = ["train", "cls.csv", "--hidden", "16", "--random-state", "0",
+                    "--dtype", "float32", "--out", "cls.bpm"]
     first["reg"] = ["train", "reg.csv", "--target", "price", "--hidden", "32",
                     "--random-state", "0", "--out", "reg.bpm"]
     digits_args = first.pop("digits")
@@ -390,12 +400,14 @@ def test_fold_scaling_matches_scaled_pipeline():
     est.fit((X - xm) / xs, (Y - ym) / ys)
     expected = est.predict((X - xm) / xs) * ys + ym
     _scaling.fold_scaling(est, xm, xs, ym, ys)
-    np.testing.assert_allclose(est.predict(X), expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+    np.testing.assert_allclose(est.predict(X), expected, rtol=1e-9,
+                               atol=1e-9 * np.abs(expected).max())
 
     Xc, labels = _classification_table(100, 6)
     Xc = Xc * [1, 100, 0.01] + [5, -300, 0]
     m, s = Xc.mean(0), Xc.std(0)
-    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=20, random_state=0).fit((Xc - m) / s, labels)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=20, random_state=0).fit(
+        (Xc - m) / s, labels)
     expected = clf.predict_proba((Xc - m) / s)
     _scaling.fold_scaling(clf, m, s)
     np.testing.assert_allclose(clf.predict_proba(Xc), expected, atol=1e-12)
@@ -640,7 +652,8 @@ def test_wide_file_end_to_end(tmp_path, capsys):
     assert cli.main(["predict", str(model), str(tmp_path / "wide.csv")]) == 0
     assert cli.main(["info", str(model)]) == 0
     out = capsys.readouterr().out
-    assert f"input columns (20000, picked by name): {', '.join(names[:10])}, ..., {names[-1]}" in out
+    assert (f"input columns (20000, picked by name): {', '.join(names[:10])}, ..., "
+            f"{names[-1]}") in out
 
 
 # ---------------------------------------------------------------------------
@@ -722,8 +735,10 @@ def test_standardize_extreme_columns():
     for j in (2, 3, 5):
         assert (z[:, j] == 0).all()
     # the ordinary column: what the plain formula gives
-    np.testing.assert_allclose(z[:, 4], (a[:, 4] - a[:, 4].mean()) / a[:, 4].std(), rtol=1e-12, atol=1e-14)
-    assert mean[0] == pytest.approx(a[:, 0].mean() if np.isfinite(a[:, 0].mean()) else 5e300, rel=0.2)
+    np.testing.assert_allclose(z[:, 4], (a[:, 4] - a[:, 4].mean()) / a[:, 4].std(),
+                               rtol=1e-12, atol=1e-14)
+    assert mean[0] == pytest.approx(
+        a[:, 0].mean() if np.isfinite(a[:, 0].mean()) else 5e300, rel=0.2)
 
 
 def _train_scaled(tmp_path, scale, columns=(0, 1, 2)):
@@ -757,8 +772,8 @@ def test_regression_target_of_huge_values(tmp_path, capsys):
     _write_csv(tmp_path / "r.csv", ["x1", "x2", "x3", "y"],
                [[*map(_num, x), _num(p * 1e300)] for x, p in zip(X, price)])
     model = tmp_path / "r.bpm"
-    assert cli.main(["train", str(tmp_path / "r.csv"), "--random-state", "0", "-q", "--hidden", "32",
-                     "--out", str(model)]) == 0
+    assert cli.main(["train", str(tmp_path / "r.csv"), "--random-state", "0", "-q",
+                     "--hidden", "32", "--out", str(model)]) == 0
     assert _score(capsys.readouterr().out, "R^2") > 0.9
     pred = blasprop.load(model).predict(X)
     assert np.isfinite(pred).all()
@@ -769,7 +784,8 @@ def test_regression_target_of_huge_values(tmp_path, capsys):
 @pytest.mark.parametrize("x_scale, fragment", [(1e39, "round to zero"), (1e-39, "overflows")])
 def test_fold_scaling_refuses_what_float32_cannot_hold(x_scale, fragment):
     X, labels = _classification_table(60, 13)
-    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(X.astype(np.float32), labels)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(
+        X.astype(np.float32), labels)
     before = [w.copy() for w in clf.coefs_]
     with pytest.raises(ValueError, match=fragment):
         _scaling.fold_scaling(clf, np.zeros(3), np.array([1.0, x_scale, 1.0]))
@@ -791,7 +807,8 @@ def test_non_finite_feature_is_refused(tmp_path, capsys):
 
 
 def _rewrite_header(path, change):
-    """Apply ``change`` to a model file's JSON header, keeping the layout valid (docs/model-files.md)."""
+    """Apply ``change`` to a model file's JSON header, keeping the layout valid
+    (docs/model-files.md)."""
     import json
     import struct
     import zlib
@@ -846,8 +863,10 @@ MALFORMED = {
 def cli_model(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli_model")
     X, species = _classification_table(100, 14)
-    _write_csv(d / "d.csv", ["a", "b", "c", "species"], [[*map(_num, x), s] for x, s in zip(X, species)])
-    assert cli.main(["train", str(d / "d.csv"), "--epochs", "5", "-q", "--out", str(d / "good.bpm")]) == 0
+    _write_csv(d / "d.csv", ["a", "b", "c", "species"],
+               [[*map(_num, x), s] for x, s in zip(X, species)])
+    assert cli.main(["train", str(d / "d.csv"), "--epochs", "5", "-q",
+                     "--out", str(d / "good.bpm")]) == 0
     return d
 
 

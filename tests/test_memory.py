@@ -111,7 +111,7 @@ def fitted(big):
     X, y = big
     out = {}
     for name, (make, kind) in FITS.items():
-        est, peak = traced_peak(lambda: make().fit(X, _targets(kind, y)))
+        est, peak = traced_peak(lambda make=make, kind=kind: make().fit(X, _targets(kind, y)))
         out[name] = (est, peak)
     return out
 
@@ -131,7 +131,7 @@ def test_predict_on_read_only_memmap_does_not_copy_X(name, big, fitted):
     est, _ = fitted[name]
     methods = ["predict"] + (["predict_proba"] if hasattr(est, "predict_proba") else [])
     for method in methods:
-        out, peak = traced_peak(lambda: getattr(est, method)(X))
+        out, peak = traced_peak(lambda method=method: getattr(est, method)(X))
         _assert_small(peak, X, f"{method} {name}")
         assert out.shape[0] == N_ROWS
         if method == "predict_proba" or isinstance(est, MLPRegressor):

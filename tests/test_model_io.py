@@ -129,7 +129,8 @@ def test_regressor_round_trip(tmp_path, dtype, n_targets):
 def test_lbfgs_and_early_stopping_attributes_round_trip(tmp_path):
     X = _X(120)
     y = _labels("int", X)
-    lbfgs = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=5, random_state=0).fit(X, y)
+    lbfgs = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=5,
+                          random_state=0).fit(X, y)
     blasprop.save(lbfgs, tmp_path / "a.bpm")
     loaded = blasprop.load(tmp_path / "a.bpm")
     _assert_same_fitted(lbfgs, loaded)
@@ -302,7 +303,8 @@ def _unpack(blob):
 @pytest.fixture(scope="module")
 def small_model_file(tmp_path_factory):
     X = _X(40, n_features=4)
-    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, _labels("str", X))
+    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(
+        X, _labels("str", X))
     path = tmp_path_factory.mktemp("model") / "small.bpm"
     blasprop.save(est, path)
     return path.read_bytes()
@@ -508,7 +510,8 @@ def _params_equal(a, b):
             assert isinstance(vb, np.ndarray) and vb.dtype == va.dtype, key
             np.testing.assert_array_equal(vb, va)
         else:
-            assert type(vb) is type(va) or (va == vb and not isinstance(va, (tuple, list, range))), key
+            assert type(vb) is type(va) or (
+                va == vb and not isinstance(va, (tuple, list, range))), key
             assert vb == va, key
 
 
@@ -597,7 +600,8 @@ def test_every_parameter_value_fit_accepts_round_trips(tmp_path, case, kind):
 )
 def test_save_refuses_unstorable_parameters_before_writing(tmp_path, param, value):
     X = _X()
-    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, _labels("int", X))
+    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(
+        X, _labels("int", X))
     est.set_params(**{param: value})
     (tmp_path / "m.bpm").write_bytes(b"previous")
     with pytest.raises(ValueError, match=param):
@@ -649,7 +653,8 @@ def test_unsaved_parameters_are_only_the_documented_ones(tmp_path):
 def test_wide_string_label_dtype_is_narrowed_at_save(tmp_path):
     kind = "U"  # scikit-learn refuses bytes labels
     X = _X()
-    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, _labels("str", X))
+    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(
+        X, _labels("str", X))
     for width, stored in ((500, 3), (20, 20)):  # beyond the documented slack, within it
         est.classes_ = est._label_binarizer.classes_ = est.classes_.astype(f"{kind}{width}")
         expected = est.predict(X)
@@ -677,12 +682,15 @@ def test_save_never_writes_a_file_that_load_rejects(tmp_path_factory):
     @hypothesis.settings(max_examples=25, deadline=None, database=None,
                          suppress_health_check=list(hypothesis.HealthCheck))
     @hypothesis.given(hidden=hidden, act=acts, per_layer=st.booleans(), labels=labels,
-                      regress=st.booleans(), solver=st.sampled_from(["adam", "sgd", "lbfgs", "adamw"]),
+                      regress=st.booleans(),
+                      solver=st.sampled_from(["adam", "sgd", "lbfgs", "adamw"]),
                       dtype=st.sampled_from([np.float32, np.float64]), drop=st.floats(0, 0.9),
                       weights=st.booleans(), meta=st.recursive(
-                          st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=5)
+                          st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)
+                          | st.text(max_size=5)
                           | st.floats(allow_nan=False, allow_infinity=False),
-                          lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+                          lambda c: (st.lists(c, max_size=3)
+                                     | st.dictionaries(st.text(max_size=3), c, max_size=3)),
                           max_leaves=8))
     def check(hidden, act, per_layer, labels, regress, solver, dtype, drop, weights, meta):
         n_hidden = len(list(hidden)) if hasattr(hidden, "__iter__") else 1
@@ -726,7 +734,8 @@ def state_files():
     """A classifier (2 hidden layers, string labels) and a regressor, saved."""
     X = _X(60, n_features=4)
     clf = MLPClassifier(hidden_layer_sizes=(3, 2), max_iter=2, random_state=0,
-                        class_weight={"ant": 1.0, "bee": 2.0, "cat": 1.0}).fit(X, _labels("str", X))
+                        class_weight={"ant": 1.0, "bee": 2.0, "cat": 1.0}).fit(
+                            X, _labels("str", X))
     reg = MLPRegressor(hidden_layer_sizes=(3, 2), max_iter=2, random_state=0).fit(X, X[:, 0])
     return {"classifier": _file_of(clf), "regressor": _file_of(reg)}
 
@@ -752,58 +761,83 @@ _STATE_EDITS = {
     "dropout-out-of-range": ("both", _set_param("dropout", [0.1, 1.0]), "dropout"),
     "dropout-negative": ("both", _set_param("dropout", -0.5), "dropout"),
     "dropout-strings": ("both", _set_param("dropout", ["a", "b"]), "dropout"),
-    "dropout-with-lbfgs": ("both", lambda h: h["params"].update(dropout=0.2, solver="lbfgs"), "dropout"),
+    "dropout-with-lbfgs": ("both", lambda h: h["params"].update(dropout=0.2, solver="lbfgs"),
+                           "dropout"),
     "callbacks-values": ("both", _set_param("callbacks", [1, "print"]), "callbacks"),
     "callbacks-string": ("both", _set_param("callbacks", "print"), "callbacks"),
     "class_weight-unknown-class": ("classifier", _set_param("class_weight", [["dog", 1.0]], "dict"),
                                    "class_weight"),
     "class_weight-string-weight": ("classifier",
-                                   _set_param("class_weight", [["ant", "x"], ["bee", 1], ["cat", 1]], "dict"),
+                                   _set_param("class_weight",
+                                              [["ant", "x"], ["bee", 1], ["cat", 1]], "dict"),
                                    "class_weight"),
-    "class_weight-bad-pairs": ("classifier", _set_param("class_weight", [["ant"]], "dict"), "class_weight"),
-    "class_weight-unknown-string": ("classifier", _set_param("class_weight", "uniform"), "class_weight"),
+    "class_weight-bad-pairs": ("classifier", _set_param("class_weight", [["ant"]], "dict"),
+                               "class_weight"),
+    "class_weight-unknown-string": ("classifier", _set_param("class_weight", "uniform"),
+                                    "class_weight"),
     "solver-unknown": ("both", _set_param("solver", "newton"), "solver"),
     "loss-unknown": ("regressor", _set_param("loss", "hinge"), "loss"),
     "loss-vs-out-activation": ("regressor", _set_param("loss", "poisson"), "out_activation_"),
-    "out_activation-softmax-regressor": ("regressor",
-                                         lambda h: h["attributes"].update(out_activation_="softmax"),
-                                         "output activation"),
-    "out_activation-identity-classifier": ("classifier",
-                                           lambda h: h["attributes"].update(out_activation_="identity"),
-                                           "out_activation_"),
-    "n_outputs-vs-classes": ("classifier", lambda h: h["attributes"].update(n_outputs_=4), "shape|labels"),
-    "n_outputs-vs-output-units": ("regressor", lambda h: h["attributes"].update(n_outputs_=2), "shape"),
+    "out_activation-softmax-regressor": (
+        "regressor",
+        lambda h: h["attributes"].update(out_activation_="softmax"),
+        "output activation"),
+    "out_activation-identity-classifier": (
+        "classifier",
+        lambda h: h["attributes"].update(out_activation_="identity"),
+        "out_activation_"),
+    "n_outputs-vs-classes": ("classifier", lambda h: h["attributes"].update(n_outputs_=4),
+                             "shape|labels"),
+    "n_outputs-vs-output-units": ("regressor", lambda h: h["attributes"].update(n_outputs_=2),
+                                  "shape"),
     "hidden-vs-coefs-chain": ("both", _set_param("hidden_layer_sizes", [2, 3], "tuple"), "shape"),
-    "hidden-zero": ("both", _set_param("hidden_layer_sizes", [3, 0], "tuple"), "hidden_layer_sizes"),
+    "hidden-zero": ("both", _set_param("hidden_layer_sizes", [3, 0], "tuple"),
+                    "hidden_layer_sizes"),
     "hidden-bad-range": ("both", _set_param("hidden_layer_sizes", [3, 5, 0], "range"), "step"),
-    "hidden-bad-ndarray": ("both", _set_param("hidden_layer_sizes", {"dtype": "|O", "values": [3, 2]},
-                                              "ndarray"), "dtype"),
-    "hidden-ndarray-overflow": ("both", _set_param("hidden_layer_sizes", {"dtype": "|i1", "values": [300]},
-                                                   "ndarray"), "range"),
+    "hidden-bad-ndarray": ("both",
+                           _set_param("hidden_layer_sizes",
+                                      {"dtype": "|O", "values": [3, 2]}, "ndarray"),
+                           "dtype"),
+    "hidden-ndarray-overflow": ("both",
+                                _set_param("hidden_layer_sizes",
+                                           {"dtype": "|i1", "values": [300]}, "ndarray"),
+                                "range"),
     "param-type-unknown": ("both", _set_param("alpha", 1.0, "pickle"), "pickle"),
     "param-type-float-bad": ("both", _set_param("n_iter_no_change", "many", "float"), "inf"),
-    "param-type-orphan": ("both", lambda h: h["param_types"].update(nothere="tuple"), "param_types"),
+    "param-type-orphan": ("both", lambda h: h["param_types"].update(nothere="tuple"),
+                          "param_types"),
     "param-nested-object": ("both", _set_param("alpha", {"a": 1}), "alpha"),
     "batch_size-zero": ("both", _set_param("batch_size", 0), "batch_size"),
     "max_iter-float": ("both", _set_param("max_iter", 2.5), "max_iter"),
-    "no-loss-curve-for-adam": ("both", lambda h: h["attributes"].pop("loss_curve_") and
-                               h["arrays"].__setitem__(slice(None), [a for a in h["arrays"]
-                                                                     if a["name"] != "loss_curve_"]),
-                               "loss_curve_|cover"),
-    "best_loss-null-for-adam": ("both", lambda h: h["attributes"].update(best_loss_=None), "best_loss_"),
+    "no-loss-curve-for-adam": (
+        "both",
+        lambda h: h["attributes"].pop("loss_curve_") and h["arrays"].__setitem__(
+            slice(None), [a for a in h["arrays"] if a["name"] != "loss_curve_"]),
+        "loss_curve_|cover"),
+    "best_loss-null-for-adam": ("both", lambda h: h["attributes"].update(best_loss_=None),
+                                "best_loss_"),
     "t-missing-for-adam": ("both", lambda h: h["attributes"].pop("t_"), "t_"),
     "huge-int-attribute": ("both", lambda h: h["attributes"].update(n_iter_=2**64), "n_iter_"),
-    "multilabel-wrong-classes": ("classifier", lambda h: h.update(label_type="multilabel-indicator"),
+    "multilabel-wrong-classes": ("classifier",
+                                 lambda h: h.update(label_type="multilabel-indicator"),
                                  "multilabel|out_activation_"),
     "metadata-cli-not-object": ("both", lambda h: h.update(metadata={"cli": [1, 2]}), "cli"),
-    "metadata-cli-seconds-string": ("both", lambda h: h.update(metadata={"cli": {"seconds_per_epoch": "x"}}),
+    "metadata-cli-seconds-string": ("both",
+                                    lambda h: h.update(
+                                        metadata={"cli": {"seconds_per_epoch": "x"}}),
                                     "seconds_per_epoch"),
     "metadata-cli-score-list": ("both", lambda h: h.update(metadata={"cli": {"test_score": [1]}}),
                                 "test_score"),
-    "metadata-cli-features-not-strings": ("both", lambda h: h.update(metadata={"cli": {"features": [1, 2]}}),
+    "metadata-cli-features-not-strings": ("both",
+                                          lambda h: h.update(
+                                              metadata={"cli": {"features": [1, 2]}}),
                                           "features"),
-    "metadata-cli-n_train-bool": ("both", lambda h: h.update(metadata={"cli": {"n_train": True}}), "n_train"),
-    "metadata-cli-data-object": ("both", lambda h: h.update(metadata={"cli": {"data": {"a": 1}}}), "data"),
+    "metadata-cli-n_train-bool": ("both",
+                                  lambda h: h.update(metadata={"cli": {"n_train": True}}),
+                                  "n_train"),
+    "metadata-cli-data-object": ("both",
+                                 lambda h: h.update(metadata={"cli": {"data": {"a": 1}}}),
+                                 "data"),
 }
 
 
@@ -819,7 +853,8 @@ def test_inconsistent_state_is_refused_at_load(tmp_path, state_files, kind, case
         assert header["param_types"]["class_weight"] == "dict"
     edit(header)
     if "loss_curve_" not in header["attributes"] and case == "no-loss-curve-for-adam":
-        data = data[: header["arrays"][-1]["offset"] + 8 * int(np.prod(header["arrays"][-1]["shape"]))]
+        data = data[: header["arrays"][-1]["offset"]
+                    + 8 * int(np.prod(header["arrays"][-1]["shape"]))]
     blob = _pack(header, data)
     _assert_rejected(tmp_path, blob, match=match)
     path = tmp_path / "bad.bpm"
@@ -955,7 +990,8 @@ def test_save_over_a_file_keeps_its_permission_bits(tmp_path, tiny_model, mode, 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
 @pytest.mark.parametrize("relative", [True, False])
-def test_save_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path, tiny_model, relative):
+def test_save_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path, tiny_model,
+                                                                       relative):
     (tmp_path / "models").mkdir()
     target = tmp_path / "models" / "real.bpm"
     target.write_bytes(b"old")
@@ -982,7 +1018,8 @@ def test_interrupted_save_leaves_the_old_file_and_no_temporary(tmp_path, tiny_mo
     blasprop.save(tiny_model, path, metadata={"version": 1})
     before = path.read_bytes()
     X = _X(30, n_features=3)
-    other = MLPRegressor(hidden_layer_sizes=(400,), max_iter=2, random_state=1).fit(X, X[:, 1])  # ~18 kB
+    # ~18 kB
+    other = MLPRegressor(hidden_layer_sizes=(400,), max_iter=2, random_state=1).fit(X, X[:, 1])
     real_fdopen = os.fdopen
 
     class FailingFile:
@@ -1024,8 +1061,8 @@ def test_save_failing_at_fsync_or_rename_cleans_up(tmp_path, tiny_model, monkeyp
     path = tmp_path / "m.bpm"
     path.write_bytes(b"old")
     for name in ("fsync", "replace"):
-        def boom(*args, **kwargs):
-            raise exc_type(f"simulated {name} failure")
+        def boom(*args, _name=name, **kwargs):
+            raise exc_type(f"simulated {_name} failure")
 
         monkeypatch.setattr(_model_io.os, name, boom)
         with pytest.raises(exc_type, match="simulated"):
@@ -1057,7 +1094,8 @@ def test_save_refuses_to_replace_what_is_not_a_regular_file(tmp_path, tiny_model
 @pytest.mark.parametrize(
     "metadata",
     [None, {"note": "hello", "n": [1, 2.5, None, True]}, [1, 2], "text", 3,
-     {"cli": {"data": "x.csv", "target": None, "features": ["a"], "test_score": None, "extra": {"k": 1}}}],
+     {"cli": {"data": "x.csv", "target": None, "features": ["a"], "test_score": None,
+              "extra": {"k": 1}}}],
 )
 def test_load_metadata_returns_what_save_was_given(tmp_path, tiny_model, metadata):
     blasprop.save(tiny_model, tmp_path / "m.bpm", metadata=metadata)
@@ -1121,7 +1159,8 @@ def _many_classes(template, n_classes, dtype, values=None):
     header["params"]["hidden_layer_sizes"] = [1]
     header["attributes"].update(n_outputs_=n_classes, n_layers_=3, n_features_in_=4)
     header["classes"] = {"dtype": dtype,
-                         "values": values if values is not None else [str(i) for i in range(n_classes)]}
+                         "values": (values if values is not None
+                                    else [str(i) for i in range(n_classes)])}
     header["params"]["class_weight"] = None
     header["param_types"].pop("class_weight", None)
     f8 = lambda *shape: np.zeros(shape, dtype="<f8")  # noqa: E731
@@ -1151,22 +1190,28 @@ def _with_first_shape(blob, shape):
 def _hostile_files(template):
     mb = 2**20
     return {
-        "metadata-5M-empty-objects": _with_metadata_json(template, b"[" + b"{}," * (5 * mb) + b"{}]"),
+        "metadata-5M-empty-objects": _with_metadata_json(
+            template, b"[" + b"{}," * (5 * mb) + b"{}]"),
         "metadata-2M-nested-lists": _with_metadata_json(
             template, b"[" + b",".join([b"[[[[[[[[[[1]]]]]]]]]]"] * (mb // 2)) + b"]"),
-        "metadata-3M-short-strings": _with_metadata_json(template, b"[" + b'"a",' * (3 * mb) + b'"a"]'),
+        "metadata-3M-short-strings": _with_metadata_json(
+            template, b"[" + b'"a",' * (3 * mb) + b'"a"]'),
         "metadata-3M-floats": _with_metadata_json(template, b"[" + b"1.5," * (3 * mb) + b"1.5]"),
-        "metadata-huge-ints": _with_metadata_json(template, b"[" + b",".join([b"9" * 4000] * 3000) + b"]"),
+        "metadata-huge-ints": _with_metadata_json(
+            template, b"[" + b",".join([b"9" * 4000] * 3000) + b"]"),
         "metadata-deep-100k": _with_metadata_json(template, b"[" * 100_000 + b"]" * 100_000),
-        "feature-names-3M": _with_raw_json(template, "feature_names_in", b"[" + b'"f",' * (3 * mb) + b'"f"]'),
+        "feature-names-3M": _with_raw_json(
+            template, "feature_names_in", b"[" + b'"f",' * (3 * mb) + b'"f"]'),
         "feature-names-500k-for-4-features": _with_raw_json(
             template, "feature_names_in", b"[" + b'"feature",' * (mb // 2) + b'"f"]'),
         "labels-U1000-x-200k-classes": _many_classes(template, 200_000, "<U1000"),
         "labels-U70-x-200k-classes": _many_classes(template, 200_000, "<U70"),
         "labels-one-long-x-200k-classes": _many_classes(
             template, 200_000, f"<U{mb}", ["x" * mb] + [str(i) for i in range(1, 200_000)]),
-        "labels-more-than-outputs": _many_classes(template, 3, "<U6", [str(i) for i in range(400_000)]),
-        "shape-2**31-squared": _with_first_shape(_many_classes(template, 200_000, "<U6"), [2**31, 2**31]),
+        "labels-more-than-outputs": _many_classes(
+            template, 3, "<U6", [str(i) for i in range(400_000)]),
+        "shape-2**31-squared": _with_first_shape(
+            _many_classes(template, 200_000, "<U6"), [2**31, 2**31]),
         "shape-negative": _with_first_shape(_many_classes(template, 200_000, "<U6"), [-4, -1]),
         "shape-2**64": _with_first_shape(_many_classes(template, 200_000, "<U6"), [2**64, 1]),
         "truncated-arrays": _many_classes(template, 200_000, "<U6")[:-800_000],
@@ -1179,7 +1224,8 @@ def _hostile_files(template):
     }
 
 
-_HOSTILE_SCRIPT = """
+_HOSTILE_SCRIPT = (
+    """
 import json, sys, time, contextlib, io
 import blasprop
 from blasprop import cli
@@ -1220,9 +1266,12 @@ for name, path in json.loads(sys.argv[1]).items():
             outcome = [type(exc).__name__, str(exc)[-300:]]
         seconds = time.perf_counter() - t
         peak = status("VmHWM") - before if can_reset else None
-        print(json.dumps({"case": name, "how": how, "outcome": outcome, "stderr": err.getvalue()[-300:],
+        print(json.dumps({"case": name, "how": how, "outcome": outcome,"""
+    # one line of the script, split here only to keep this file's lines short
+    """ "stderr": err.getvalue()[-300:],
                           "resident": peak, "seconds": seconds}), flush=True)
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -1269,7 +1318,8 @@ def test_hostile_file_is_refused_quickly_in_little_memory(hostile_results, case,
     result = next(r for r in records if r["case"] == case and r["how"] == how and "start" not in r)
     if how == "info":
         assert result["outcome"] == ["exit", 2], result
-        assert result["stderr"].startswith("blasprop: error: ") and "not a valid blasprop model" in result["stderr"]
+        assert (result["stderr"].startswith("blasprop: error: ")
+                and "not a valid blasprop model" in result["stderr"])
     else:
         assert result["outcome"][0] == "ValueError", result
         assert "not a valid blasprop model file" in result["outcome"][1]

@@ -12,7 +12,9 @@ from blasprop import MLPClassifier, MLPRegressor
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-ACTIVATIONS = ["identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "softplus"]
+ACTIVATIONS = [
+    "identity", "logistic", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "softplus",
+]
 
 
 def _X(n=120, n_features=5, seed=0, dtype=np.float64):
@@ -75,7 +77,8 @@ def test_classifier_matches_onnxruntime(task, activation, dtype):
     proba = est.predict_proba(X_test)
     assert out["probabilities"].dtype == dtype
     assert out["probabilities"].shape == proba.shape
-    np.testing.assert_allclose(out["probabilities"], proba, rtol=0, atol=_tolerance(dtype, activation))
+    np.testing.assert_allclose(out["probabilities"], proba, rtol=0,
+                               atol=_tolerance(dtype, activation))
     expected = est.predict(X_test)
     if task == "multilabel":
         assert out["label"].dtype == np.int64
@@ -107,12 +110,14 @@ def test_activations_beyond_their_tails():
     X = _X(dtype=np.float32)
     y = _targets("regression", X)
     for act in ACTIVATIONS:
-        est = MLPRegressor(hidden_layer_sizes=(6,), activation=act, max_iter=3, random_state=0).fit(X, y)
+        est = MLPRegressor(hidden_layer_sizes=(6,), activation=act, max_iter=3,
+                           random_state=0).fit(X, y)
         X_big = 200.0 * _X(50, seed=9, dtype=np.float32)
         out = _run(blasprop.to_onnx(est), X_big)["variable"]
         pred = est.predict(X_big).reshape(-1, 1)
         assert np.isfinite(out).all(), act
-        np.testing.assert_allclose(out, pred, rtol=1e-5, atol=1e-5 * np.abs(pred).max(), err_msg=act)
+        np.testing.assert_allclose(out, pred, rtol=1e-5, atol=1e-5 * np.abs(pred).max(),
+                                   err_msg=act)
 
 
 def test_per_layer_activation_list():

@@ -559,7 +559,7 @@ def test_partial_fit_over_npy_chunks_on_disk_equals_the_in_memory_loop(tmp_path)
 
     est = MLPRegressor(hidden_layer_sizes=(16,), batch_size=64, random_state=0)
     from_disk, in_memory = clone(est), clone(est)
-    for epoch in range(2):
+    for _ in range(2):  # two epochs
         for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
             from_disk.partial_fit(
                 np.load(tmp_path / f"X_{k}.npy", mmap_mode="r"),

@@ -278,7 +278,10 @@ def _decode_param(name, value, ptype):
         if (
             not isinstance(value, list)
             or len(value) != 3
-            or not all(isinstance(v, int) and not isinstance(v, bool) and abs(v) <= _MAX_INT for v in value)
+            or not all(
+                isinstance(v, int) and not isinstance(v, bool) and abs(v) <= _MAX_INT
+                for v in value
+            )
             or value[2] == 0
         ):
             raise ValueError(f"parameter {name!r} must be [start, stop, step] with a non-zero step")
@@ -288,7 +291,9 @@ def _decode_param(name, value, ptype):
             raise ValueError(f"parameter {name!r} must be an object with dtype and values")
         dtype_str, values = value["dtype"], value["values"]
         if dtype_str not in _PARAM_ARRAY_DTYPES:
-            raise ValueError(f"parameter {name!r} has dtype {dtype_str!r:.40}; allowed: bool, int, float")
+            raise ValueError(
+                f"parameter {name!r} has dtype {dtype_str!r:.40}; allowed: bool, int, float"
+            )
         kind = np.dtype(dtype_str).kind
         if not isinstance(values, list) or not all(
             isinstance(v, bool) if kind == "b"
@@ -296,13 +301,17 @@ def _decode_param(name, value, ptype):
             else (isinstance(v, (int, float)) and not isinstance(v, bool))
             for v in values
         ):
-            raise ValueError(f"parameter {name!r} holds values that do not fit its dtype {dtype_str}")
+            raise ValueError(
+                f"parameter {name!r} holds values that do not fit its dtype {dtype_str}"
+            )
         try:
             return np.array(values, dtype=dtype_str).reshape(len(values)).astype(
                 np.dtype(dtype_str).newbyteorder("="), copy=False
             )
         except OverflowError:
-            raise ValueError(f"parameter {name!r} holds values out of the range of {dtype_str}") from None
+            raise ValueError(
+                f"parameter {name!r} holds values out of the range of {dtype_str}"
+            ) from None
     raise ValueError(f"parameter type {ptype!r:.40} of {name!r} is unknown")
 
 
@@ -319,7 +328,8 @@ def _encode_labels(values, what):
     if kind == "b":
         return {"dtype": "|b1", "values": [bool(v) for v in arr]}
     if kind in "iu":
-        return {"dtype": arr.dtype.newbyteorder("<").str if arr.dtype.itemsize > 1 else arr.dtype.str,
+        return {"dtype": (arr.dtype.newbyteorder("<").str if arr.dtype.itemsize > 1
+                          else arr.dtype.str),
                 "values": [int(v) for v in arr]}
     if kind == "f" and arr.dtype.itemsize in (2, 4, 8):
         return {"dtype": arr.dtype.newbyteorder("<").str, "values": [_enc_float(v) for v in arr]}
@@ -337,7 +347,9 @@ def _encode_labels(values, what):
         for element, test, conv in (
             ("str", lambda v: isinstance(v, str), str),
             ("bool", lambda v: isinstance(v, (bool, np.bool_)), bool),
-            ("int", lambda v: isinstance(v, (Integral,)) and not isinstance(v, (bool, np.bool_)), int),
+            ("int",
+             lambda v: isinstance(v, (Integral,)) and not isinstance(v, (bool, np.bool_)),
+             int),
             ("float", lambda v: isinstance(v, (float, np.floating)), _enc_float),
             ("bytes", lambda v: isinstance(v, bytes), lambda v: v.decode("latin-1")),
         ):
@@ -408,7 +420,8 @@ def _decode_labels(spec, what, n_expected, budget):
         values = [_dec_float(v, what) for v in values]
     elif kind in "US":
         width = 4 if kind == "U" else 1
-        check(lambda v: isinstance(v, str) and len(v) * width <= dtype.itemsize, f"a string fitting {dtype}")
+        check(lambda v: isinstance(v, str) and len(v) * width <= dtype.itemsize,
+              f"a string fitting {dtype}")
         longest = max((len(v) for v in values), default=0)
         if dtype.itemsize > width * (longest + _LABEL_WIDTH_SLACK):
             raise ValueError(
@@ -642,10 +655,13 @@ def _write_replacing(path, chunks):
     if st is not None and not stat.S_ISREG(st.st_mode):
         if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, "Is a directory", path)
-        raise ValueError(f"{path}: exists and is not a regular file; save replaces only regular files")
+        raise ValueError(
+            f"{path}: exists and is not a regular file; save replaces only regular files"
+        )
     directory, name = os.path.split(target)
     tmp = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL
+             | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     fd = os.open(tmp, flags, 0o666)
     try:
         f = os.fdopen(fd, "wb")
@@ -805,7 +821,9 @@ def _check_tree(obj):
         value, depth = stack.pop()
         if isinstance(value, str):
             if len(value) > _MAX_JSON_STRING:
-                raise ValueError(f"JSON string of {len(value)} characters (limit {_MAX_JSON_STRING})")
+                raise ValueError(
+                    f"JSON string of {len(value)} characters (limit {_MAX_JSON_STRING})"
+                )
         elif isinstance(value, (dict, list)):
             if depth >= _MAX_JSON_DEPTH:
                 raise ValueError(f"JSON header is nested deeper than {_MAX_JSON_DEPTH}")
@@ -870,13 +888,16 @@ def _read_header(f, path):
             f"version {FORMAT_VERSION}; a newer blasprop may read it)",
         )
     if json_len > _MAX_JSON_BYTES:
-        raise _bad(path, f"declared JSON header length {json_len} exceeds the limit of {_MAX_JSON_BYTES}")
+        raise _bad(path, f"declared JSON header length {json_len} exceeds the limit of "
+                         f"{_MAX_JSON_BYTES}")
     if _HEADER.size + json_len > size:
-        raise _bad(path, f"declared JSON header length {json_len} does not fit in the file ({size} bytes); truncated?")
+        raise _bad(path, f"declared JSON header length {json_len} does not fit in the file "
+                         f"({size} bytes); truncated?")
     data_offset = _align(_HEADER.size + json_len)
     if data_offset + data_len != size:
         if data_offset + data_len > size:
-            raise _bad(path, f"file is truncated: expected {data_offset + data_len} bytes, found {size}")
+            raise _bad(path, f"file is truncated: expected {data_offset + data_len} bytes, "
+                             f"found {size}")
         raise _bad(path, f"file has {size - data_offset - data_len} unexpected trailing bytes")
     if data_len > _MAX_DATA_BYTES:
         raise _bad(path, f"array data of {data_len} bytes exceeds the limit of {_MAX_DATA_BYTES}")
@@ -903,13 +924,15 @@ def _array_table(header, data_len):
     expected_offset = 0
     for i, entry in enumerate(table):
         what = f"arrays[{i}]"
-        if not isinstance(entry, dict) or set(entry) != {"name", "dtype", "shape", "offset", "crc32"}:
+        if (not isinstance(entry, dict)
+                or set(entry) != {"name", "dtype", "shape", "offset", "crc32"}):
             raise ValueError(f"{what} must have exactly the keys name, dtype, shape, offset, crc32")
         name = _dec_str(entry["name"], f"{what}.name")
         if name in out:
             raise ValueError(f"array {name!r:.60} is listed twice")
         if not isinstance(entry["dtype"], str) or entry["dtype"] not in _WEIGHT_DTYPES:
-            raise ValueError(f"array {name!r:.60} has dtype {entry['dtype']!r:.40}; only <f4 and <f8 are allowed")
+            raise ValueError(f"array {name!r:.60} has dtype {entry['dtype']!r:.40}; "
+                             "only <f4 and <f8 are allowed")
         dtype = np.dtype(entry["dtype"])
         shape = entry["shape"]
         if not isinstance(shape, list) or len(shape) > 2:
@@ -1052,7 +1075,9 @@ def _interpret(header, table, json_len):
             decoded[key] = _dec_float(value, key)
         elif kind == "array":
             if value != "array" or key not in table:
-                raise ValueError(f"fitted attribute {key} must be null or \"array\" with a matching array")
+                raise ValueError(
+                    f"fitted attribute {key} must be null or \"array\" with a matching array"
+                )
             decoded[key] = value
         else:
             decoded[key] = _dec_str(value, key)
@@ -1067,7 +1092,8 @@ def _interpret(header, table, json_len):
 
     sizes = _layer_sizes(n_features, params.get("hidden_layer_sizes", (100,)), n_outputs)
     if decoded["n_layers_"] != len(sizes):
-        raise ValueError(f"n_layers_ is {decoded['n_layers_']} but the architecture has {len(sizes)} layers")
+        raise ValueError(f"n_layers_ is {decoded['n_layers_']} "
+                         f"but the architecture has {len(sizes)} layers")
     expected = {}
     for i in range(len(sizes) - 1):
         expected[f"coefs_.{i}"] = (sizes[i], sizes[i + 1])
@@ -1077,7 +1103,9 @@ def _interpret(header, table, json_len):
             raise ValueError(f"array {key} is missing")
         dtype, got, *_ = table[key]
         if got != shape:
-            raise ValueError(f"array {key} has shape {got}, the architecture {sizes} implies {shape}")
+            raise ValueError(
+                f"array {key} has shape {got}, the architecture {sizes} implies {shape}"
+            )
         if dtype.str != weight_dtype:
             raise ValueError(f"array {key} has dtype {dtype}, header says {dtype_name}")
     for key, (dtype, shape, *_) in table.items():
@@ -1119,7 +1147,9 @@ def _interpret(header, table, json_len):
         if label_type == "multilabel-indicator" and not (
             classes.dtype.kind in "iu" and np.array_equal(classes, np.arange(len(classes)))
         ):
-            raise ValueError("multilabel-indicator classes must be the integers 0 .. n_outputs_ - 1")
+            raise ValueError(
+                "multilabel-indicator classes must be the integers 0 .. n_outputs_ - 1"
+            )
     elif out_activation not in ("identity", "exp"):
         raise ValueError(f"a regressor's output activation cannot be {out_activation!r}")
     return {
@@ -1149,7 +1179,9 @@ def _check_state(est, spec):
         try:
             hidden_activation_names(params["activation"], n_hidden)
         except TypeError:
-            raise ValueError(f"activation {params['activation']!r:.80} is not a name or a list of names") from None
+            raise ValueError(
+                f"activation {params['activation']!r:.80} is not a name or a list of names"
+            ) from None
         try:
             drop = est._dropout_rates(n_hidden)
         except (TypeError, ValueError) as exc:
@@ -1167,7 +1199,8 @@ def _check_state(est, spec):
         else:
             wanted = "exp" if loss == "poisson" else "identity"
         if attrs["out_activation_"] != wanted:
-            raise ValueError(f"loss={loss!r} needs out_activation_={wanted!r}, the file has {attrs['out_activation_']!r}")
+            raise ValueError(f"loss={loss!r} needs out_activation_={wanted!r}, "
+                             f"the file has {attrs['out_activation_']!r}")
     else:
         class_weight = params.get("class_weight")
         if isinstance(class_weight, dict):
@@ -1185,7 +1218,9 @@ def _check_state(est, spec):
         if attrs.get("loss_curve_") != "array" or attrs.get("t_") is None:
             raise ValueError(f"solver={params['solver']!r} needs loss_curve_ and t_")
         if attrs.get("best_loss_") is None or attrs.get("_no_improvement_count") is None:
-            raise ValueError(f"solver={params['solver']!r} needs best_loss_ and _no_improvement_count")
+            raise ValueError(
+                f"solver={params['solver']!r} needs best_loss_ and _no_improvement_count"
+            )
 
 
 def _make_estimator(spec):
