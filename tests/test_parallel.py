@@ -8,10 +8,10 @@ import threading
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from blasprop._codes import bp_solver
 from numpy.testing import assert_allclose, assert_array_equal
 
 from blasprop import MLPClassifier, MLPRegressor, _core
-from blasprop._codes import bp_solver
 from blasprop._network import Network
 from blasprop._threads import training_threads
 
@@ -299,7 +299,8 @@ def test_two_estimators_with_two_threads_each_in_two_python_threads():
 
     X, yc, yr = _data(n=2000, n_features=30)
     makers = [lambda: MLPClassifier((40,), max_iter=6, random_state=0, n_jobs=2),
-              lambda: MLPRegressor(hidden_layer_sizes=(40, 20), max_iter=6, random_state=1, n_jobs=2)]
+              lambda: MLPRegressor(hidden_layer_sizes=(40, 20), max_iter=6, random_state=1,
+                                   n_jobs=2)]
     targets = [yc, yr]
     with threadpool_limits(limits=2, user_api="openmp"):
         alone = [m().fit(X, y) for m, y in zip(makers, targets)]

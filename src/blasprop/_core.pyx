@@ -1612,7 +1612,7 @@ def epoch(Layout layout not None, Workspace ws not None, Input X not None,
     else:
         if not ws.blocked:
             raise ValueError("the blocked path needs a Workspace built with blocked=True")
-        scratch = _blocked_setup(&w, layout, X, &buf, n_threads)
+        _owner = _blocked_setup(&w, layout, X, &buf, n_threads)  # w points into it
         w.Y = &Y[0, 0]
         w.sw = &sw[0] if sw.shape[0] > 0 else NULL
         w.order = &order[0]
@@ -1749,7 +1749,7 @@ def objective(Layout layout not None, Workspace ws not None, Input X not None,
     else:
         if not ws.blocked:
             raise ValueError("the blocked path needs a Workspace built with blocked=True")
-        scratch = _blocked_setup(&w, layout, X, &buf, n_threads)
+        _owner = _blocked_setup(&w, layout, X, &buf, n_threads)  # w points into it
         w.Y = &Y[0, 0]
         w.sw = swp
         w.order = NULL
