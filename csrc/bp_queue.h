@@ -17,9 +17,10 @@
  * sched_yield and short sleeps elsewhere) instead of holding a core that a
  * busy machine needs.
  *
- * The state is one 64-bit word, phase << 32 | next item, so that taking an
- * item (compare-and-swap) fails whenever the phase has moved on. Header
- * only; GCC/Clang atomic builtins (MSVC has no build of blasprop yet).
+ * Each item has a word that holds the phase it belongs to and whether it is
+ * taken, so that taking it (compare-and-swap) fails whenever its phase has
+ * ended. Header only; GCC/Clang atomic builtins (MSVC has no build of
+ * blasprop yet).
  */
 #ifndef BP_QUEUE_H
 #define BP_QUEUE_H
@@ -59,15 +60,14 @@
 #define BP_QUEUE_SPIN 300
 #endif
 
-/* at most this many items in a phase (the low half of the state) */
-#define BP_QUEUE_MAX_ITEMS ((ptrdiff_t)0x7fffffff)
-
 typedef struct bp_queue {
-    uint64_t state;         /* phase << 32 | next item of the phase */
-    unsigned gen;           /* the phase's low 32 bits: what sleepers wait on */
+    unsigned phase;         /* the current phase; sleepers wait on it */
     ptrdiff_t n[2];         /* items of the even and odd phases */
+    unsigned *items[2];     /* a word per item of the even and odd phases:
+                             * 2 phase while free, 2 phase + 1 once taken */
     ptrdiff_t done;         /* items of the current phase done */
-    int sleepers;           /* threads asleep (or about to be) on gen */
+    int size;               /* threads: thread t owns items t, t + size, ... */
+    int sleepers;           /* threads asleep (or about to be) on phase */
     long long spin;         /* ticks (x86) or pauses a waiting thread spins */
     int sleeps;             /* waits that ended asleep (for measurements) */
 } bp_queue;
@@ -76,16 +76,23 @@ typedef struct bp_queue {
 #define BP_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
 #define BP_ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
 
-/* Phase 0 with n0 items; spin < 0: the default. */
-static inline void bp_queue_init(bp_queue *q, ptrdiff_t n0, long long spin)
+/* Phase 0 with n0 items, for `size` threads; `items` holds 2 x capacity
+ * words, capacity at least the items of any phase. spin < 0: the default. */
+static inline void bp_queue_init(bp_queue *q, int size, unsigned *items,
+                                 ptrdiff_t capacity, ptrdiff_t n0, long long spin)
 {
+    ptrdiff_t i;
 #ifdef BP_TICKS
     q->spin = spin >= 0 ? spin : BP_QUEUE_SPIN_TICKS;
 #else
     q->spin = spin >= 0 ? spin : BP_QUEUE_SPIN;
 #endif
-    q->state = 0;
-    q->gen = 0;
+    q->size = size;
+    q->items[0] = items;
+    q->items[1] = items + capacity;
+    for (i = 0; i < 2 * capacity; ++i) items[i] = 1u;   /* taken: by nobody */
+    for (i = 0; i < n0; ++i) items[i] = 0u;             /* free in phase 0 */
+    q->phase = 0;
     q->n[0] = n0;
     q->n[1] = 0;
     q->done = 0;
@@ -93,29 +100,38 @@ static inline void bp_queue_init(bp_queue *q, ptrdiff_t n0, long long spin)
     q->sleeps = 0;
 }
 
-/* The phase now (its items' parameters were written before it began). */
 static inline unsigned bp_queue_phase(bp_queue *q)
 {
-    return (unsigned)(BP_LOAD(&q->state) >> 32);
+    return BP_LOAD(&q->phase);
 }
 
-/* Take an item: 1, with the phase and the item, or 0 when the current
- * phase (in *phase) has none left. */
-static inline int bp_queue_take(bp_queue *q, unsigned *phase, ptrdiff_t *item)
+static inline int bp_queue_claim(unsigned *word, unsigned free_tag)
 {
-    uint64_t s = BP_LOAD(&q->state);
-    for (;;) {
-        unsigned p = (unsigned)(s >> 32);
-        ptrdiff_t i = (ptrdiff_t)(s & 0xffffffffu);
-        *phase = p;
-        if (i >= BP_LOAD(&q->n[p & 1])) return 0;
-        if (__atomic_compare_exchange_n(&q->state, &s, s + 1, 0, __ATOMIC_SEQ_CST,
-                                        __ATOMIC_SEQ_CST)) {
-            *item = i;
-            return 1;
-        }
-        /* s now holds the state that was there: try again */
+    unsigned expected = free_tag;
+    return BP_LOAD(word) == free_tag
+        && __atomic_compare_exchange_n(word, &expected, free_tag + 1u, 0,
+                                       __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+}
+
+/* Take an item of the current phase for thread `tid`: its own items first
+ * (the same thread does the same item every time while all threads run, so
+ * the memory the item writes stays in its cache), then anyone's. 1, with
+ * the phase and the item, or 0 when the current phase (in *phase) has none
+ * left. A word carries its phase, so an item of a phase that has ended is
+ * never taken. */
+static inline int bp_queue_take(bp_queue *q, int tid, unsigned *phase, ptrdiff_t *item)
+{
+    unsigned p = bp_queue_phase(q), tag = 2u * p;
+    ptrdiff_t n = BP_LOAD(&q->n[p & 1]), i;
+    unsigned *w = q->items[p & 1];
+    *phase = p;
+    for (i = tid; i < n; i += q->size) {
+        if (bp_queue_claim(w + i, tag)) { *item = i; return 1; }
     }
+    for (i = 0; i < n; ++i) {
+        if (bp_queue_claim(w + i, tag)) { *item = i; return 1; }
+    }
+    return 0;
 }
 
 /* An item of `phase` is done: 1 when it was the phase's last, and the
@@ -128,35 +144,38 @@ static inline int bp_queue_done(bp_queue *q, unsigned phase)
 static inline void bp_queue_wake(bp_queue *q)
 {
 #if defined(__linux__)
-    syscall(SYS_futex, &q->gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    syscall(SYS_futex, &q->phase, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 #else
     (void)q;
 #endif
 }
 
-/* Begin phase + 1 with n items, its parameters written before this call,
- * by the thread that finished `phase`. n 0 ends the work. */
+/* Begin phase + 1 with n items (at most the capacity), its parameters
+ * written before this call, by the thread that finished `phase`. n 0 ends
+ * the work. */
 static inline void bp_queue_publish(bp_queue *q, unsigned phase, ptrdiff_t n)
 {
     unsigned next = phase + 1;
+    unsigned *w = q->items[next & 1];
+    ptrdiff_t i;
+    for (i = 0; i < n; ++i) BP_STORE(w + i, 2u * next);
     BP_STORE(&q->n[next & 1], n);
     BP_STORE(&q->done, 0);
-    BP_STORE(&q->state, (uint64_t)next << 32);
-    BP_STORE(&q->gen, next);
+    BP_STORE(&q->phase, next);
     if (BP_LOAD(&q->sleepers) > 0) bp_queue_wake(q);
 }
 
-static inline void bp_queue_sleep(bp_queue *q, unsigned gen)
+static inline void bp_queue_sleep(bp_queue *q, unsigned phase)
 {
 #if defined(__linux__)
-    /* returns at once if gen has moved on: no wake-up is lost */
-    syscall(SYS_futex, &q->gen, FUTEX_WAIT_PRIVATE, gen, NULL, NULL, 0);
+    /* returns at once if the phase has moved on: no wake-up is lost */
+    syscall(SYS_futex, &q->phase, FUTEX_WAIT_PRIVATE, phase, NULL, NULL, 0);
 #elif defined(_WIN32)
-    (void)q; (void)gen;
+    (void)q; (void)phase;
     SwitchToThread();
 #else
     struct timespec ts = {0, 20000};
-    (void)q; (void)gen;
+    (void)q; (void)phase;
     if (sched_yield() != 0) nanosleep(&ts, NULL);
 #endif
 }
@@ -179,8 +198,18 @@ static inline void bp_queue_wait(bp_queue *q, unsigned phase)
 #endif
     BP_ADD(&q->sleepers, 1);
     BP_ADD(&q->sleeps, 1);
-    while (BP_LOAD(&q->gen) == phase) bp_queue_sleep(q, phase);
+    while (bp_queue_phase(q) == phase) bp_queue_sleep(q, phase);
     BP_ADD(&q->sleepers, -1);
+}
+
+/* A clock for measurements: time-stamp ticks on x86, else 0. */
+static inline long long bp_ticks(void)
+{
+#ifdef BP_TICKS
+    return (long long)BP_TICKS();
+#else
+    return 0;
+#endif
 }
 
 /* A flag one thread sets and others read (the stop request). */

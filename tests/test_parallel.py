@@ -143,18 +143,24 @@ def test_blocked_path_checks_its_arguments():
         _core.Solver(9, 1e-3)
 
 
-def test_batches_are_cut_into_blocks_by_their_rows_alone():
-    assert _core.block_rows(1) == [(0, 1)]
-    assert _core.block_rows(31) == [(0, 31)]
-    assert _core.block_rows(32) == [(0, 16), (16, 32)]
-    blocks = _core.block_rows(200)
+def test_batches_are_cut_into_blocks_by_their_rows_and_the_network_alone():
+    small, wide = [50, 100, 1], [784, 512, 512, 10]
+    assert _core.block_rows(1, small) == [(0, 1)]
+    assert _core.block_rows(31, small) == [(0, 31)]
+    assert _core.block_rows(32, small) == [(0, 16), (16, 32)]
+    blocks = _core.block_rows(200, small)
     assert len(blocks) == 8 and blocks[0] == (0, 25) and blocks[-1][1] == 200
-    assert len(_core.block_rows(10**6)) == 16
-    for rows in range(1, 600, 7):
-        b = _core.block_rows(rows)
-        assert b[0][0] == 0 and b[-1][1] == rows
-        assert all(e == s for (_, e), (s, _) in zip(b, b[1:]))
-        assert len(b) == 1 or min(e - s for s, e in b) >= 16
+    assert len(_core.block_rows(10**6, small)) == 16
+    # a wide layer wants long blocks: 784 x 512 weights, at least 98 rows
+    assert _core.block_min_rows(wide) == 784 * 512 // 4096
+    assert _core.block_rows(256, wide) == [(0, 128), (128, 256)]
+    for units in (small, wide):
+        least = _core.block_min_rows(units)
+        for rows in range(1, 600, 7):
+            b = _core.block_rows(rows, units)
+            assert b[0][0] == 0 and b[-1][1] == rows
+            assert all(e == s for (_, e), (s, _) in zip(b, b[1:]))
+            assert len(b) == 1 or min(e - s for s, e in b) >= least
 
 
 # --------------------------------------------------------------------------
@@ -265,7 +271,7 @@ def test_threadpool_limits_bound_the_threads(monkeypatch):
     X, yc, _ = _data(n=300)
     calls = _record_threads(monkeypatch)
     with threadpool_limits(limits=1):
-        assert training_threads(-1, 200) == 1
+        assert training_threads(-1, 200, [10, 10, 3]) == 1
         MLPClassifier((10,), max_iter=2, random_state=0, n_jobs=-1).fit(X, yc)
     assert set(calls) == {1}
     calls.clear()
@@ -277,9 +283,10 @@ def test_threadpool_limits_bound_the_threads(monkeypatch):
 
 def test_few_rows_per_batch_use_few_threads():
     # a thread needs a block of 16 rows or more
-    assert training_threads(8, 1) == 1
-    assert training_threads(8, 31) == 1
-    assert training_threads(8, 32) <= 2
+    units = [10, 10, 3]
+    assert training_threads(8, 1, units) == 1
+    assert training_threads(8, 31, units) == 1
+    assert training_threads(8, 32, units) <= 2
 
 
 def test_n_jobs_is_validated():

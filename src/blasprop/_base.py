@@ -295,7 +295,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
                 max_subtasks=(1 if incremental else self.max_iter) if stochastic else 0
             )
             ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
-        n_threads = training_threads(self.n_jobs, rows)
+        n_threads = training_threads(self.n_jobs, rows, layer_units)
         with blas_threads_for_fit(layer_units, rows, n_threads):
             if stochastic:
                 self._fit_stochastic(

@@ -65,11 +65,14 @@ cdef extern from "bp_atomic.h" nogil:
 cdef extern from "bp_queue.h" nogil:
     ctypedef struct bp_queue:
         int sleeps
-    void bp_queue_init(bp_queue *q, Py_ssize_t n0, long long spin)
-    int bp_queue_take(bp_queue *q, unsigned *phase, Py_ssize_t *item)
+        int size
+    void bp_queue_init(bp_queue *q, int size, unsigned *items, Py_ssize_t capacity,
+                       Py_ssize_t n0, long long spin)
+    int bp_queue_take(bp_queue *q, int tid, unsigned *phase, Py_ssize_t *item)
     int bp_queue_done(bp_queue *q, unsigned phase)
     void bp_queue_publish(bp_queue *q, unsigned phase, Py_ssize_t n)
     void bp_queue_wait(bp_queue *q, unsigned phase)
+    long long bp_ticks()
     void bp_flag_set(int *f)
     int bp_flag_get(int *f)
 

@@ -52,7 +52,7 @@ from ._ckernels cimport (
     loss_only, colsum_add, finish_grad, sumsq, decay_sumsq, step, all_finite,
     dropout, mul, dot, bp_take, bp_take_none, bp_step_settings, bp_team_size,
     bp_max_threads, bp_queue, bp_queue_init, bp_queue_take, bp_queue_done,
-    bp_queue_publish, bp_queue_wait, bp_flag_set, bp_flag_get,
+    bp_queue_publish, bp_queue_wait, bp_flag_set, bp_flag_get, bp_ticks,
 )
 from cython.parallel cimport parallel, threadid
 from libc.stdint cimport uint64_t, int32_t, int64_t
@@ -1134,10 +1134,12 @@ cdef int _check_rows(const Py_ssize_t[::1] rows, Py_ssize_t n, str what) except 
 # thread that holds no item, and a thread with nothing to do sleeps after a
 # short spin: on a busy machine the threads that get a core do the work.
 
-# Rows a block has at least (fewer make the products inefficient), and the
-# most blocks of a batch: a power of two, so that 2, 4, 8 or 16 threads
-# share them evenly.
+# Rows a block has at least (fewer make the products inefficient), more for
+# wide layers (a block's product re-reads the whole weight matrix: one row per
+# BLOCK_WEIGHTS weights of the widest layer), and the most blocks of a batch:
+# a power of two, so that 2, 4, 8 or 16 threads share them evenly.
 cdef Py_ssize_t BLOCK_ROWS = 16
+cdef Py_ssize_t BLOCK_WEIGHTS = 4096
 cdef Py_ssize_t MAX_BLOCKS = 16
 # Parameters a gradient slice has at least, and the most slices of a layer
 # (each slice's product reads all the batch's deltas of its layer).
@@ -1150,6 +1152,7 @@ MAX_THREADS = 4096
 # ended asleep: for measurements (bench/), not for users.
 cdef long long QUEUE_SPIN = -1
 cdef int LAST_SLEEPS = 0
+cdef long long LAST_TICKS[2]
 
 
 def _set_queue_spin(long long spin):
@@ -1160,15 +1163,22 @@ def _set_queue_spin(long long spin):
 
 
 def _last_sleeps():
-    """Waits of the last blocked call (all threads) that ended asleep."""
-    return LAST_SLEEPS
+    """Waits of the last blocked call (all threads) that ended asleep, and
+    the time-stamp ticks its blocks and its slices phases took."""
+    return LAST_SLEEPS, LAST_TICKS[0], LAST_TICKS[1]
 
 
-cdef inline Py_ssize_t _n_blocks(Py_ssize_t rows) noexcept nogil:
+def block_min_rows(units):
+    """Rows a block of a network of layer widths ``units`` has at least."""
+    widest = max(a * b for a, b in zip(units, units[1:]))
+    return max(BLOCK_ROWS, widest // BLOCK_WEIGHTS)
+
+
+cdef inline Py_ssize_t _n_blocks(Py_ssize_t rows, Py_ssize_t min_rows) noexcept nogil:
     """Blocks a batch of ``rows`` rows is cut into: the largest power of two
-    up to MAX_BLOCKS that leaves BLOCK_ROWS rows or more in each."""
+    up to MAX_BLOCKS that leaves ``min_rows`` rows or more in each."""
     cdef Py_ssize_t b = 1
-    while b < MAX_BLOCKS and 2 * b * BLOCK_ROWS <= rows:
+    while b < MAX_BLOCKS and 2 * b * min_rows <= rows:
         b *= 2
     return b
 
@@ -1189,9 +1199,10 @@ def gradient_slices(Layout layout not None, bint sparse):
     return np.array(slices, dtype=np.intp)
 
 
-def block_rows(Py_ssize_t rows):
-    """The row blocks a batch of ``rows`` rows is cut into, as (start, end)."""
-    b = _n_blocks(rows)
+def block_rows(Py_ssize_t rows, units):
+    """The row blocks a batch of ``rows`` rows of a network of layer widths
+    ``units`` is cut into, as (start, end)."""
+    b = _n_blocks(rows, block_min_rows(units))
     return [(i * rows // b, (i + 1) * rows // b) for i in range(b)]
 
 
@@ -1216,6 +1227,7 @@ cdef struct Blocked:
     const Py_ssize_t *order     # rows in visiting order; NULL: rows 0 to n - 1
     Py_ssize_t n
     Py_ssize_t batch            # rows per batch (per chunk for the objective)
+    Py_ssize_t min_rows         # rows a block has at least (block_min_rows)
     void *params
     void *grads
     void *s1
@@ -1227,6 +1239,7 @@ cdef struct Blocked:
     double *block_loss          # MAX_BLOCKS
     double *block_weight
     double *slice_ss            # n_slices: squared weights of a slice after its step
+    unsigned *items             # the queue's words: 2 x max(MAX_BLOCKS, n_slices)
     Dropout *drop               # the masks' buffers and seed, or NULL
     double ss                   # |W|^2 before the current batch's step
     const void *x               # the batch's dense input rows (from block 0) ...
@@ -1237,6 +1250,8 @@ cdef struct Blocked:
     int stop                    # thread 0 saw a signal: no batch starts after it
     bint finished               # set before the last (empty) phase is published
     bint wrong_size             # OpenMP gave another team size: nothing ran
+    long long published         # when the current phase began (time-stamp ticks)
+    long long ticks[2]          # time the blocks and the slices phases took
     Phase phases[2]
     bp_queue queue
 
@@ -1342,7 +1357,7 @@ cdef void _blocked_batch(Blocked *w, Phase *ph, Py_ssize_t start,
     """The blocks phase of the batch at ``start``."""
     ph.start = start
     ph.nb = min(w.batch, w.n - start)
-    ph.n_blocks = _n_blocks(ph.nb)
+    ph.n_blocks = _n_blocks(ph.nb, w.min_rows)
     ph.batch_no = batch_no
 
 
@@ -1353,6 +1368,9 @@ cdef void _blocked_publish(Blocked *w, unsigned phase) noexcept nogil:
     cdef Phase *nx = &w.phases[(phase + 1) & 1]
     cdef Py_ssize_t i, start
     cdef double loss = 0.0, sw_sum = 0.0
+    cdef long long now = bp_ticks()
+    w.ticks[phase & 1] += now - w.published
+    w.published = now
     if phase & 1 == 0:
         # the blocks are done: the batch's slices next
         for i in range(ph.n_blocks):
@@ -1396,7 +1414,7 @@ cdef void _blocked_run(Blocked *w, int tid, const floating *dtype_of) noexcept n
             w.wrong_size = True
         return
     while True:
-        if bp_queue_take(&w.queue, &phase, &item):
+        if bp_queue_take(&w.queue, tid, &phase, &item):
             ph = &w.phases[phase & 1]
             if phase & 1 == 0:
                 _blocked_block(w, ph, item, dtype_of)
@@ -1426,16 +1444,20 @@ cdef object _blocked_setup(Blocked *w, Layout layout, Input X, Buffers *buf,
         raise ValueError(f"n_threads must be within 1 to {MAX_THREADS}, got {n_threads}")
     slices = gradient_slices(layout, X.sparse)
     scratch = np.zeros(2 * MAX_BLOCKS + slices.shape[0])
+    items = np.zeros(2 * max(MAX_BLOCKS, slices.shape[0]), dtype=np.uintc)
     cdef const Py_ssize_t[:, ::1] sl = slices
     cdef double[::1] d = scratch
+    cdef unsigned[::1] it = items
     w.net = &layout.net
     w.src = &X.src
     w.buf = buf
     w.slices = &sl[0, 0]
     w.n_slices = sl.shape[0]
+    w.min_rows = block_min_rows(layout.units.tolist())
     w.block_loss = &d[0]
     w.block_weight = &d[MAX_BLOCKS]
     w.slice_ss = &d[2 * MAX_BLOCKS]
+    w.items = &it[0]
     w.drop = NULL
     w.ss = 0.0
     w.x = NULL
@@ -1447,7 +1469,7 @@ cdef object _blocked_setup(Blocked *w, Layout layout, Input X, Buffers *buf,
     w.stop = 0
     w.finished = False
     w.wrong_size = False
-    return slices, scratch
+    return slices, scratch, items
 
 
 cdef void _blocked(Blocked *w, const floating *dtype_of) noexcept nogil:
@@ -1459,15 +1481,24 @@ cdef void _blocked(Blocked *w, const floating *dtype_of) noexcept nogil:
         w.finished = True
         return
     _blocked_batch(w, &w.phases[0], 0, 0)
-    bp_queue_init(&w.queue, w.phases[0].n_blocks, QUEUE_SPIN)
+    bp_queue_init(&w.queue, w.size, w.items, max(MAX_BLOCKS, w.n_slices),
+                  w.phases[0].n_blocks, QUEUE_SPIN)
+    w.ticks[0] = w.ticks[1] = 0
+    w.published = bp_ticks()
     if w.size > 1:
         with parallel(num_threads=w.size):
             _blocked_run(w, threadid(), dtype_of)
         LAST_SLEEPS = w.queue.sleeps
+        LAST_TICKS[0] = w.ticks[0]
+        LAST_TICKS[1] = w.ticks[1]
         if not w.wrong_size:
             return
         w.size = 1
+        w.queue.size = 1
     _blocked_run(w, 0, dtype_of)
+    LAST_SLEEPS = 0
+    LAST_TICKS[0] = w.ticks[0]
+    LAST_TICKS[1] = w.ticks[1]
 
 
 def max_threads():

@@ -177,7 +177,7 @@ def _objective(est, X, Y, sw, dtype, dropout_seed=0):
     ``n_jobs`` set is checked on the path its training takes then (row
     blocks shared by threads)."""
     net = est._network(X.shape[0], dtype)
-    n_threads = training_threads(getattr(est, "n_jobs", None), net.layout.cap)
+    n_threads = training_threads(getattr(est, "n_jobs", None), net.layout.cap, net.units)
     if X.shape[1] != net.units[0] or Y.shape != (X.shape[0], net.units[-1]):
         # the compiled objective would read past the rows it is given
         raise ValueError(

@@ -41,20 +41,21 @@ def _threadpools():
     return _THREADPOOLS
 
 
-def training_threads(n_jobs, batch_rows):
+def training_threads(n_jobs, batch_rows, units):
     """Threads of the blocked training path for scikit-learn's ``n_jobs``,
     or 0 for the one-thread path that follows scikit-learn's order of sums
     (``n_jobs`` None and no joblib ``parallel_config`` that sets it).
 
     OpenMP's limit (threadpoolctl's ``threadpool_limits``) bounds it, and so
-    does the number of row blocks of a batch of ``batch_rows`` rows: a
-    thread with no block would only wait."""
+    does the number of row blocks of a batch of ``batch_rows`` rows of the
+    network of layer widths ``units``: a thread with no block would only
+    wait."""
     from joblib import effective_n_jobs
 
     n = effective_n_jobs(n_jobs)
     if n_jobs is None and n == 1:
         return 0
-    blocks = len(_core.block_rows(batch_rows))
+    blocks = len(_core.block_rows(batch_rows, units))
     return max(1, min(n, _core.max_threads(), blocks))
 
 
