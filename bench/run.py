@@ -21,9 +21,11 @@ import large  # noqa: E402
 import plot  # noqa: E402
 import predict  # noqa: E402
 import seed  # noqa: E402
+import typical  # noqa: E402
 from _common import ALL_CORES, BENCH_DIR, Config, load_impls, machine_info, machine_md, md_table  # noqa: E402
 
-WORKLOADS = {"seed": seed.run, "large": large.run, "predict": predict.run}
+WORKLOADS = {"seed": seed.run, "large": large.run, "predict": predict.run,
+             "typical": typical.run}
 
 
 def goals(sections: dict, real_blasprop: bool) -> str:
@@ -82,6 +84,35 @@ def goals(sections: dict, real_blasprop: bool) -> str:
                           if x["net"].startswith(net) and x["dtype"] == dtype), None)
                 add(f"predict {net} net {dtype}: torch no_grad / blasprop", target,
                     ratio(r, "torch"))
+    if "typical" in sections:
+        t = sections["typical"]
+        cores = t.get("threads")
+
+        def row_of(prefix, dtype, key="rows"):
+            return next((r for r in t.get(key, []) if r["case"].startswith(prefix)
+                         and r["dtype"] == dtype), None)
+
+        def over(r, a, b):
+            if r is None or a not in r or b not in r:
+                return None
+            return r[a]["seconds"] / r[b]["seconds"]
+
+        for dtype, vs_sk in (("float64", 6), ("float32", 9)):
+            r = row_of("typical", dtype)
+            add(f"typical {dtype} {cores} threads: own 1 thread / all cores", 1.8,
+                over(r, "blasprop 1", "blasprop all"))
+            add(f"typical {dtype}: sklearn (all cores) / blasprop (all cores)", vs_sk,
+                over(r, "sklearn", "blasprop all"))
+        add(f"seed batch 200 float64 {cores} threads: own 1 thread / all cores", 1.5,
+            over(row_of("seed", "float64"), "blasprop 1", "blasprop all"))
+        add(f"large float32 {cores} threads: own 1 thread / all cores", 1.4,
+            over(row_of("large", "float32"), "blasprop 1", "blasprop all"))
+        for prefix in ("typical", "large"):
+            r = row_of(prefix, "float64" if prefix == "typical" else "float32", "under_load")
+            v = over(r, "blasprop 1", "blasprop all")
+            # the goal is all-cores time <= 1.3 x one-thread time under load
+            add(f"{prefix} under load: 1.3 x n_jobs=1 time / n_jobs=-1 time", 1.0,
+                None if v is None else 1.3 * v, "{:.2f}")
     return md_table(["goal", "target", "measured", "BLAS-floor bound", "status"], rows)
 
 
@@ -100,7 +131,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="short run (fewer repeats, smaller time budgets): a couple of minutes")
     ap.add_argument("--only", default=",".join(WORKLOADS),
-                    help="comma-separated workloads to run (default: seed,large,predict)")
+                    help="comma-separated workloads to run (default: seed,large,predict,typical)")
     ap.add_argument("--repeats", type=int, help="timed samples per measurement (median kept)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
     ap.add_argument("--no-plot", action="store_true", help="do not write the ladder plot")
