@@ -259,7 +259,9 @@ def test_n_jobs_none_is_scikit_learns_path_and_joblib_context_sets_it(monkeypatc
     calls.clear()
     with parallel_config(n_jobs=2):
         MLPClassifier((10,), max_iter=2, random_state=0).fit(X, yc)
-    assert set(calls) == {min(2, _core.max_threads())}
+    # the first epoch on all the threads allowed, the second on one (timed
+    # for the choice: the model is the same)
+    assert calls == [min(2, _core.max_threads()), 1]
     calls.clear()
     MLPClassifier((10,), max_iter=2, random_state=0, n_jobs=1).fit(X, yc)
     assert set(calls) == {1}
@@ -278,7 +280,31 @@ def test_threadpool_limits_bound_the_threads(monkeypatch):
     # and raise them: OpenMP gives the threads asked for even on one core
     with threadpool_limits(limits=3, user_api="openmp"):
         MLPClassifier((10,), max_iter=2, random_state=0, n_jobs=3).fit(X, yc)
-    assert set(calls) == {3}
+    assert calls == [3, 1]
+
+
+def test_thread_chooser_keeps_the_faster_and_times_both_again():
+    from blasprop._threads import ThreadChooser
+
+    cost = {4: 0.02, 1: 0.005}
+    seen = []
+
+    def call(n_threads):
+        seen.append(n_threads)
+        import time
+
+        time.sleep(cost[n_threads])
+
+    chooser = ThreadChooser(4, every=6)
+    for _ in range(12):
+        chooser.timed(call)
+    assert seen == [4, 1, 1, 1, 1, 1, 4, 1, 1, 1, 1, 1]
+    cost[4], seen[:] = 0.001, []
+    for _ in range(6):
+        chooser.timed(call)
+    assert seen == [4, 1, 4, 4, 4, 4]
+    one = ThreadChooser(1)
+    assert [one.threads() for _ in range(3)] == [1, 1, 1]
 
 
 def test_few_rows_per_batch_use_few_threads():

@@ -42,7 +42,12 @@ from ._network import (
 )
 from ._optimizer import SOLVERS, STOCHASTIC_SOLVERS, Optimizer
 from ._progress import EpochReporter
-from ._threads import blas_threads_for_fit, parallel_predict, training_threads
+from ._threads import (
+    ThreadChooser,
+    blas_threads_for_fit,
+    parallel_predict,
+    training_threads,
+)
 
 # Pickles of fitted estimators from blasprop 0.1.0 name the optimizer state
 # blasprop._base._Optimizer; it has the same attributes under its new name.
@@ -333,11 +338,12 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         params = net.pack(self.coefs_, self.intercepts_, dtype)
         grads = np.empty_like(params)
         alpha = float(self.alpha)
+        chooser = ThreadChooser(n_threads)
 
         def fun(x):
             params[:] = x
-            loss = _core.objective(net.layout, ws, X_in, Y, sw, params, grads, alpha,
-                                   -1, n_threads)
+            loss = chooser.timed(_core.objective, net.layout, ws, X_in, Y, sw, params,
+                                 grads, alpha, -1)
             return loss, grads.astype(np.float64)
 
         iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
@@ -376,6 +382,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         grads = np.empty_like(params)
         opt = self._stochastic_optimizer(params, incremental)
         order = _EpochOrder(train_idx, self.shuffle)
+        chooser = ThreadChooser(n_threads)
         callbacks = list(self.callbacks) if self.callbacks else []
         reporter = EpochReporter(self.max_iter) if self.verbose else None
         ctx, X_cb, y_cb = callback_task
@@ -389,7 +396,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
                     epoch_ctx = ctx.subcontext(task_name="epoch")
                     epoch_ctx.call_on_fit_task_begin(estimator=self, X=X_cb, y=y_cb)
                 total = self._epoch(net, ws, X_in, Y, sw, rows, batch_size, params,
-                                    grads, opt, rng, n_threads)
+                                    grads, opt, rng, chooser)
                 self._record_epoch(total, n_samples)
                 if self._diverged(params):
                     # stop now rather than run the remaining epochs on NaN;
@@ -481,9 +488,10 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         return opt
 
     def _epoch(self, net, ws, X_in, Y, sw, order, batch_size, params, grads, opt, rng,
-               n_threads=0):
-        """One epoch of the compiled core over the rows ``order``; returns the
-        summed loss and advances the optimizer's step count."""
+               chooser):
+        """One epoch of the compiled core over the rows ``order`` (on the
+        threads ``chooser`` picks); returns the summed loss and advances the
+        optimizer's step count."""
         solver = _core.Solver(
             opt.code, opt.learning_rate, momentum=float(self.momentum),
             nesterov=bool(self.nesterovs_momentum), beta_1=float(self.beta_1),
@@ -494,8 +502,8 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         # only when there is dropout so that the stream (and the
         # model) stays scikit-learn's otherwise.
         seed = int(rng.randint(0, 2**62)) if net.has_dropout else -1
-        total = _core.epoch(net.layout, ws, X_in, Y, sw, order, batch_size, params,
-                            grads, opt.state1, opt.state2, solver, seed, n_threads)
+        total = chooser.timed(_core.epoch, net.layout, ws, X_in, Y, sw, order, batch_size,
+                              params, grads, opt.state1, opt.state2, solver, seed)
         opt.t = solver.t
         return total
 

@@ -1162,6 +1162,11 @@ def _set_queue_spin(long long spin):
     QUEUE_SPIN = spin
 
 
+def _ticks():
+    """The time-stamp counter the phase timings use (0 off x86)."""
+    return bp_ticks()
+
+
 def _last_sleeps():
     """Waits of the last blocked call (all threads) that ended asleep, and
     the time-stamp ticks its blocks and its slices phases took."""

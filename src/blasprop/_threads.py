@@ -12,6 +12,7 @@ the last to leave restores it.
 
 import contextlib
 import threading
+import time
 
 import numpy as np
 
@@ -57,6 +58,43 @@ def training_threads(n_jobs, batch_rows, units):
         return 0
     blocks = len(_core.block_rows(batch_rows, units))
     return max(1, min(n, _core.max_threads(), blocks))
+
+
+class ThreadChooser:
+    """Threads for each call of the blocked path: ``n_threads`` or one,
+    whichever was faster when last timed.
+
+    The blocked path gives the same model bit for bit with any number of
+    threads, so the choice can change from call to call. Sharing a batch
+    between cores pays when moving its activations between them is cheap;
+    on a busy machine, or where the cores are far apart (virtual machines
+    whose CPUs the host places on different chiplets), one thread can be
+    faster (docs/performance.md). Every ``every`` calls both are timed again:
+    the machine changes."""
+
+    def __init__(self, n_threads, every=16):
+        self.n_threads = n_threads
+        self.every = every
+        self.calls = 0
+        self.seconds = {}
+
+    def threads(self):
+        """The number of threads for the next call."""
+        if self.n_threads < 2:
+            return self.n_threads
+        probe = self.calls % self.every
+        if probe < 2:
+            return (self.n_threads, 1)[probe]
+        return min(self.seconds, key=self.seconds.get)
+
+    def timed(self, call, *args, **kwargs):
+        """``call(*args, n_threads=..., **kwargs)``, timed for the choice."""
+        n = self.threads()
+        t0 = time.perf_counter()
+        out = call(*args, n_threads=n, **kwargs)
+        self.seconds[n] = time.perf_counter() - t0
+        self.calls += 1
+        return out
 
 
 def blas_thread_count():
