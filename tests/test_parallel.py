@@ -238,6 +238,9 @@ def test_blocked_fit_learns():
 
 
 def _record_threads(monkeypatch):
+    from blasprop import _threads
+
+    monkeypatch.setattr(_threads, "_CHOOSERS", {})  # nothing learnt before
     calls = []
     real = _core.epoch
 
@@ -305,6 +308,16 @@ def test_thread_chooser_keeps_the_faster_and_times_both_again():
     assert seen == [4, 1, 4, 4, 4, 4]
     one = ThreadChooser(1)
     assert [one.threads() for _ in range(3)] == [1, 1, 1]
+
+
+def test_fits_share_what_they_learnt_about_the_threads(monkeypatch):
+    from blasprop import _threads
+
+    monkeypatch.setattr(_threads, "_CHOOSERS", {})
+    a = _threads.thread_chooser(2, "epoch", (5, 4, 1), 200, "float64", False)
+    assert _threads.thread_chooser(2, "epoch", (5, 4, 1), 200, "float64", False) is a
+    assert _threads.thread_chooser(2, "epoch", (5, 4, 1), 100, "float64", False) is not a
+    assert _threads.thread_chooser(1, "epoch", (5, 4, 1), 200, "float64", False) is not a
 
 
 def test_few_rows_per_batch_use_few_threads():

@@ -43,9 +43,9 @@ from ._network import (
 from ._optimizer import SOLVERS, STOCHASTIC_SOLVERS, Optimizer
 from ._progress import EpochReporter
 from ._threads import (
-    ThreadChooser,
     blas_threads_for_fit,
     parallel_predict,
+    thread_chooser,
     training_threads,
 )
 
@@ -338,7 +338,8 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         params = net.pack(self.coefs_, self.intercepts_, dtype)
         grads = np.empty_like(params)
         alpha = float(self.alpha)
-        chooser = ThreadChooser(n_threads)
+        chooser = thread_chooser(n_threads, "objective", tuple(layer_units),
+                                 net.layout.cap, dtype.name, X_in.sparse)
 
         def fun(x):
             params[:] = x
@@ -382,7 +383,8 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         grads = np.empty_like(params)
         opt = self._stochastic_optimizer(params, incremental)
         order = _EpochOrder(train_idx, self.shuffle)
-        chooser = ThreadChooser(n_threads)
+        chooser = thread_chooser(n_threads, "epoch", tuple(layer_units), batch_size,
+                                 dtype.name, X_in.sparse)
         callbacks = list(self.callbacks) if self.callbacks else []
         reporter = EpochReporter(self.max_iter) if self.verbose else None
         ctx, X_cb, y_cb = callback_task

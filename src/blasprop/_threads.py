@@ -97,6 +97,26 @@ class ThreadChooser:
         return out
 
 
+_CHOOSERS = {}
+_CHOOSERS_MAX = 64
+
+
+def thread_chooser(n_threads, *key):
+    """The ``ThreadChooser`` of this process for work described by ``key``
+    (the network, the batch, the dtype...): what one fit learnt about the
+    machine serves the next (a fit of a single epoch learns nothing by
+    itself)."""
+    if n_threads < 2:
+        return ThreadChooser(n_threads)
+    key = (n_threads, *key)
+    chooser = _CHOOSERS.get(key)
+    if chooser is None:
+        if len(_CHOOSERS) >= _CHOOSERS_MAX:
+            _CHOOSERS.clear()
+        chooser = _CHOOSERS[key] = ThreadChooser(n_threads)
+    return chooser
+
+
 def blas_thread_count():
     """How many threads BLAS may use now (threadpoolctl's limit, if any)."""
     return max((c.num_threads for c in _threadpools().lib_controllers
