@@ -354,12 +354,21 @@ BP_MULTIVERSION double S(bp_decay_sumsq)(REAL *x, ptrdiff_t n, REAL c)
  * updated a block at a time and their squares summed (the next batch's L2
  * term) while the block is still in L1, instead of a second pass over all
  * the weights that would read them back from L2. */
-static inline double S(bp_step_range)(int adam, int coef, int scaled, REAL *p, REAL *s1,
-                                      REAL *s2, const REAL *g, ptrdiff_t lo,
-                                      ptrdiff_t hi, REAL al, REAL sc, REAL eta,
-                                      REAL mu, int nesterov, REAL b1, REAL c1,
-                                      REAL b2, REAL c2, REAL ep, REAL keep)
+/* A step's settings in the kernel's float type, worked out once per step. */
+typedef struct S(bp_step_consts) {
+    REAL al, sc, eta, mu, b1, c1, b2, c2, ep, keep;
+    int nesterov;      /* -1: plain SGD (momentum 0) */
+} S(bp_step_consts);
+
+static inline double S(bp_step_range)(int adam, int coef, int scaled,
+                                      const S(bp_step_consts) *k, REAL *p, REAL *s1,
+                                      REAL *s2, const REAL *g, ptrdiff_t lo, ptrdiff_t hi)
 {
+    /* in locals: the loops write through p, s1 and s2, which the compiler
+     * cannot tell apart from *k */
+    const REAL al = k->al, sc = k->sc, eta = k->eta, mu = k->mu;
+    const REAL b1 = k->b1, c1 = k->c1, b2 = k->b2, c2 = k->c2, ep = k->ep, keep = k->keep;
+    const int nesterov = k->nesterov;
     ptrdiff_t i, b, e;
     double ss = 0.0;
     for (b = lo; b < hi; b = e) {
@@ -396,18 +405,21 @@ BP_MULTIVERSION double S(bp_step)(const bp_step_settings *opt, REAL *p, REAL *s1
      * batch size 1 on a small network these passes cost more than the
      * matrix products. */
     const int solver = opt->solver;
-    const double momentum = opt->momentum, decay = opt->decay;
-    const double beta_1 = opt->beta_1, beta_2 = opt->beta_2;
-    int nesterov = opt->nesterov;
-    const REAL al = (REAL)opt->alpha, sc = (REAL)sw_sum, eta = (REAL)opt->lr;
-    const REAL mu = (REAL)momentum, ep = (REAL)opt->eps, keep = (REAL)(1.0 - decay);
-    const REAL b1 = (REAL)beta_1, c1 = (REAL)(1.0 - beta_1);
-    const REAL b2 = (REAL)beta_2, c2 = (REAL)(1.0 - beta_2);
+    S(bp_step_consts) k;
     double ss = 0.0;
-    if (solver == 0 && momentum == 0.0) nesterov = -1; /* plain SGD */
-#define BP_STEP(ADAM, COEF, SCALED, LO, HI)                                     \
-    S(bp_step_range)(ADAM, COEF, SCALED, p, s1, s2, g, LO, HI, al, sc, eta, mu, \
-                     nesterov, b1, c1, b2, c2, ep, keep)
+    k.al = (REAL)opt->alpha;
+    k.sc = (REAL)sw_sum;
+    k.eta = (REAL)opt->lr;
+    k.mu = (REAL)opt->momentum;
+    k.b1 = (REAL)opt->beta_1;
+    k.c1 = (REAL)(1.0 - opt->beta_1);
+    k.b2 = (REAL)opt->beta_2;
+    k.c2 = (REAL)(1.0 - opt->beta_2);
+    k.ep = (REAL)opt->eps;
+    k.keep = (REAL)(1.0 - opt->decay);
+    k.nesterov = solver == 0 && opt->momentum == 0.0 ? -1 : opt->nesterov;
+#define BP_STEP(ADAM, COEF, SCALED, LO, HI) \
+    S(bp_step_range)(ADAM, COEF, SCALED, &k, p, s1, s2, g, LO, HI)
     if (solver == 0 && sw_sum == 1.0) {
         ss = BP_STEP(0, 1, 0, 0, n_coef);
         BP_STEP(0, 0, 0, n_coef, n);

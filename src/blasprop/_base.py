@@ -392,7 +392,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         start_time = time.perf_counter()
         try:
             self.n_iter_ = 0
-            for it in range(self.max_iter):
+            for _ in range(self.max_iter):
                 rows = order.next(rng)
                 if skl_callbacks:
                     epoch_ctx = ctx.subcontext(task_name="epoch")
