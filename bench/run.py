@@ -107,6 +107,8 @@ def goals(sections: dict, real_blasprop: bool) -> str:
             over(row_of("seed", "float64"), "blasprop 1", "blasprop all"))
         add(f"large float32 {cores} threads: own 1 thread / all cores", 1.4,
             over(row_of("large", "float32"), "blasprop 1", "blasprop all"))
+        add("large float32 all cores: whole-epoch jit JAX / blasprop", 1.0,
+            over(row_of("large", "float32"), "jax", "blasprop all"))
         for prefix in ("typical", "large"):
             r = row_of(prefix, "float64" if prefix == "typical" else "float32", "under_load")
             v = over(r, "blasprop 1", "blasprop all")

@@ -9,7 +9,9 @@ of the other workloads, all with:
 - scikit-learn and PyTorch eager with all cores,
 - blasprop with ``n_jobs=None`` (scikit-learn's order of sums, one thread),
 - blasprop with ``n_jobs=1`` and with ``n_jobs=-1`` (the blocked path, whose
-  model does not depend on the number of threads).
+  model does not depend on the number of threads);
+- for the large network, when jax is installed, a whole-epoch jit-compiled
+  JAX loop (all cores: XLA's own pool).
 
 Then the same blasprop fits of the typical and large networks while another
 process keeps one core busy ("under load"), n_jobs=1 against n_jobs=-1.
@@ -31,6 +33,7 @@ from _common import (
     estimator_trainer,
     fmt_s,
     fmt_x,
+    jax_trainer,
     md_table,
     standalone,
     torch_dtype,
@@ -115,6 +118,14 @@ def _cases(cfg, impls):
                impls.torch, X, yl))
 
 
+def _have_jax():
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _busy():
     while True:
         pass
@@ -142,6 +153,8 @@ def run(cfg: Config, impls) -> Section:
                                                        X, y, **params), ALL_CORES)}
         if torch_train is not None:
             trains["torch"] = _pinned(torch_train, ALL_CORES, tr)
+        if label.startswith("large") and _have_jax():
+            trains["jax"] = jax_trainer(X, y, large.LAYERS, batch)
         bp = impls.blasprop
         if bp is not None:
             cls = getattr(bp, cls_name)
@@ -168,10 +181,11 @@ def run(cfg: Config, impls) -> Section:
     def s(row, k):
         return row[k]["seconds"] if k in row else None
 
-    headers = ["network", "dtype", "sklearn", "torch", "blasprop n_jobs=None",
+    headers = ["network", "dtype", "sklearn", "torch", "jax", "blasprop n_jobs=None",
                "blasprop n_jobs=1", f"blasprop n_jobs=-1 ({ALL_CORES} threads)",
                "n_jobs=1 / n_jobs=-1", "sklearn / blasprop -1", "torch / blasprop -1"]
     rows = [[r["case"], r["dtype"], fmt_s(s(r, "sklearn")), fmt_s(s(r, "torch")),
+             fmt_s(s(r, "jax")),
              fmt_s(s(r, "blasprop None")), fmt_s(s(r, "blasprop 1")),
              fmt_s(s(r, "blasprop all")), fmt_x(s(r, "blasprop 1"), s(r, "blasprop all")),
              fmt_x(s(r, "sklearn"), s(r, "blasprop all")),
