@@ -385,6 +385,24 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         order = _EpochOrder(train_idx, self.shuffle)
         chooser = thread_chooser(n_threads, "epoch", tuple(layer_units), batch_size,
                                  dtype.name, X_in.sparse)
+
+        def run_epoch():
+            total = self._epoch(net, ws, X_in, Y, sw, order.next(rng), batch_size, params,
+                                grads, opt, rng, chooser)
+            return total, n_samples
+
+        def validate():
+            self._update_validation(X_in, *validation)
+
+        self._stochastic_loop(run_epoch, validate, params, opt, incremental, callback_task)
+
+    def _stochastic_loop(self, run_epoch, validate, params, opt, incremental,
+                         callback_task=(None, None, None)):
+        """The epochs and scikit-learn's stopping rules, whatever computes an
+        epoch: ``run_epoch()`` trains ``params`` (which coefs_ and
+        intercepts_ view) and returns (summed loss, rows); ``validate()``
+        scores the model on the validation rows (with early stopping)."""
+        early_stopping = self.early_stopping
         callbacks = list(self.callbacks) if self.callbacks else []
         reporter = EpochReporter(self.max_iter) if self.verbose else None
         ctx, X_cb, y_cb = callback_task
@@ -393,13 +411,11 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
-                rows = order.next(rng)
                 if skl_callbacks:
                     epoch_ctx = ctx.subcontext(task_name="epoch")
                     epoch_ctx.call_on_fit_task_begin(estimator=self, X=X_cb, y=y_cb)
-                total = self._epoch(net, ws, X_in, Y, sw, rows, batch_size, params,
-                                    grads, opt, rng, chooser)
-                self._record_epoch(total, n_samples)
+                total, n_rows = run_epoch()
+                self._record_epoch(total, n_rows)
                 if self._diverged(params):
                     # stop now rather than run the remaining epochs on NaN;
                     # _fit then raises scikit-learn's error. scikit-learn
@@ -408,7 +424,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
                         self._warn_max_iter()
                     break
                 if early_stopping:
-                    self._update_validation(X_in, *validation)
+                    validate()
                 else:
                     self._update_training_loss()
                 if reporter:
@@ -570,6 +586,11 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
 
     def _update_validation(self, X_in, val_idx, Y_val, y_val, sw_val):
         out, val_loss = self._forward_rows(X_in, val_idx, Y_val, sw_val)
+        self._record_validation(out, val_loss, y_val, sw_val)
+
+    def _record_validation(self, out, val_loss, y_val, sw_val):
+        """Score the validation rows' output; count epochs without
+        improvement and keep the best weights."""
         val_score = self._score_output(out, y_val, sw_val)
         self.validation_scores_.append(val_score)
         if getattr(self, "validation_loss_curve_", None) is not None:
