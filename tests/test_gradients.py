@@ -138,6 +138,60 @@ def test_gradients_with_dropout_fixed_mask(dropout, dtype):
     _assert_close(check_gradients(est, X, y), dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_threads", [0, 2])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_objective_sums_over_a_split_of_the_rows_finish_to_the_objective(
+        dtype, n_threads, weighted):
+    """``objective_sums`` (what a data-parallel L-BFGS adds up) over three
+    uneven pieces of the rows, summed and finished by hand as the docstring
+    says, equals ``objective`` over all rows: loss and gradient."""
+    from blasprop import _core
+
+    X, y = _data("multiclass", dtype, n=240)
+    est = MLPClassifier(hidden_layer_sizes=(6,), activation="tanh", max_iter=1,
+                        random_state=0).fit(X, y)
+    Y = np.ascontiguousarray(est._label_binarizer.transform(y), dtype=dtype)
+    rng = np.random.RandomState(1)
+    sw = (rng.uniform(0.5, 2.0, X.shape[0]).astype(dtype) if weighted
+          else np.empty(0, dtype))
+    net = est._network(X.shape[0], dtype)
+    params = (rng.normal(scale=0.5, size=net.layout.n_params)).astype(dtype)
+    alpha = 0.3
+
+    def workspace(n):
+        net_n = est._network(n, dtype)
+        return net_n, net_n.workspace(dtype, False, blocked=n_threads > 0)
+
+    net_all, ws = workspace(X.shape[0])
+    g_all = np.empty_like(params)
+    loss_all = _core.objective(net_all.layout, ws, _core.Input(X), Y, sw, params, g_all,
+                               alpha, -1, n_threads)
+
+    loss_sum, weight, g_sum = 0.0, 0.0, np.zeros(params.shape[0], np.float64)
+    for a, b in ((0, 17), (17, 150), (150, X.shape[0])):
+        net_p, ws_p = workspace(b - a)
+        g = np.empty_like(params)
+        part_loss, part_weight = _core.objective_sums(
+            net_p.layout, ws_p, _core.Input(np.ascontiguousarray(X[a:b])),
+            np.ascontiguousarray(Y[a:b]), sw[a:b] if weighted else sw, params, g,
+            n_threads)
+        loss_sum += part_loss
+        weight += part_weight
+        g_sum += g
+    expected_weight = float(np.sum(sw, dtype=np.float64)) if weighted else X.shape[0]
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    assert weight == pytest.approx(expected_weight, rel=rtol)
+    n_coef = net.layout.n_coef
+    w = params[:n_coef].astype(np.float64)
+    loss = loss_sum / weight + 0.5 * alpha * (w @ w) / weight
+    g_sum[:n_coef] += alpha * w
+    g_sum /= weight
+    assert loss == pytest.approx(loss_all, rel=rtol)
+    np.testing.assert_allclose(g_sum, g_all, rtol=rtol,
+                               atol=rtol * np.abs(g_all).max())
+
+
 def test_gradient_check_subset_for_large_networks():
     X, y = _data("multiclass", np.float64, n=20, n_features=40)
     est = MLPClassifier(hidden_layer_sizes=(60,), random_state=0)

@@ -1743,27 +1743,21 @@ cdef double _epoch_serial(const Net *net, const Source *src, bint sparse,
     return total
 
 
-def objective(Layout layout not None, Workspace ws not None, Input X not None,
-              const floating[:, ::1] Y not None,      # IN
-              const floating[::1] sw not None,        # IN  or length 0
-              floating[::1] params not None,          # IN
-              floating[::1] grads not None,           # OUT gradient of the returned loss
-              double alpha, long long dropout_seed=-1, int n_threads=0):
-    """Mean loss over all of X plus 0.5 alpha |W|^2 / sum(sw), and its
-    gradient, computed chunk by chunk (``layout.cap`` rows at a time).
-
-    With ``dropout_seed >= 0`` the training-mode network (dropout masks drawn
-    from that seed, the same masks at every call) is differentiated: that is
-    how the gradient checker checks dropout with a fixed mask. ``n_threads``
-    as for ``epoch``: 0 sums in scikit-learn's order, 1 or more take the
-    blocked path on that many threads."""
+cdef int _objective_sums(Layout layout, Workspace ws, Input X,
+                         const floating[:, ::1] Y, const floating[::1] sw,
+                         floating[::1] params, floating[::1] grads,
+                         long long dropout_seed, int n_threads,
+                         double *loss, double *weight) except -1:
+    """Summed loss and summed weight over all of X into ``loss`` and
+    ``weight``, and the summed (unnormalised, no L2) gradient into ``grads``,
+    chunk by chunk (``layout.cap`` rows at a time)."""
     cdef const Net *net = &layout.net
     cdef const Source *src = &X.src
     cdef Py_ssize_t n = X.n_samples, start = 0, nb, cap = layout.cap
-    cdef Py_ssize_t P = layout.n_params, NC = layout.n_coef
+    cdef Py_ssize_t P = layout.n_params
     cdef Buffers buf
     cdef Chunk chunk
-    cdef double loss = 0.0, sw_sum = 0.0
+    cdef double total = 0.0, sw_sum = 0.0
     cdef Dropout drop
     cdef Dropout *dp
     cdef Blocked w
@@ -1778,8 +1772,8 @@ def objective(Layout layout not None, Workspace ws not None, Input X not None,
             while start < n:
                 nb = min(cap, n - start)
                 chunk = _chunk(NULL, start, nb)
-                loss += _fwd_bwd(net, src, &chunk, &Y[0, 0], swp, pp, gp, True, &buf,
-                                 dp, NULL)
+                total += _fwd_bwd(net, src, &chunk, &Y[0, 0], swp, pp, gp, True, &buf,
+                                  dp, NULL)
                 sw_sum += chunk.weight
                 start += nb
     else:
@@ -1797,12 +1791,55 @@ def objective(Layout layout not None, Workspace ws not None, Input X not None,
         with nogil:
             memset(gp, 0, P * sizeof(floating))
             _blocked(&w, pp)
-        loss = w.loss
+        total = w.loss
         sw_sum = w.weight
+    loss[0] = total
+    weight[0] = sw_sum
+    return 0
+
+
+def objective(Layout layout not None, Workspace ws not None, Input X not None,
+              const floating[:, ::1] Y not None,      # IN
+              const floating[::1] sw not None,        # IN  or length 0
+              floating[::1] params not None,          # IN
+              floating[::1] grads not None,           # OUT gradient of the returned loss
+              double alpha, long long dropout_seed=-1, int n_threads=0):
+    """Mean loss over all of X plus 0.5 alpha |W|^2 / sum(sw), and its
+    gradient, computed chunk by chunk (``layout.cap`` rows at a time).
+
+    With ``dropout_seed >= 0`` the training-mode network (dropout masks drawn
+    from that seed, the same masks at every call) is differentiated: that is
+    how the gradient checker checks dropout with a fixed mask. ``n_threads``
+    as for ``epoch``: 0 sums in scikit-learn's order, 1 or more take the
+    blocked path on that many threads."""
+    cdef Py_ssize_t P = layout.n_params, NC = layout.n_coef
+    cdef double loss, sw_sum
+    _objective_sums(layout, ws, X, Y, sw, params, grads, dropout_seed, n_threads,
+                    &loss, &sw_sum)
+    cdef floating *pp = &params[0]
+    cdef floating *gp = &grads[0]
     with nogil:
         loss = loss / sw_sum + 0.5 * alpha * sumsq(pp, NC) / sw_sum
         finish_grad(gp, pp, NC, P, alpha, sw_sum)
     return loss
+
+
+def objective_sums(Layout layout not None, Workspace ws not None, Input X not None,
+                   const floating[:, ::1] Y not None,     # IN
+                   const floating[::1] sw not None,       # IN  or length 0
+                   floating[::1] params not None,         # IN
+                   floating[::1] grads not None,          # OUT summed gradient
+                   int n_threads=0):
+    """The parts of ``objective`` that add up over rows: returns
+    ``(loss_sum, weight_sum)``, the loss summed over the rows of X (each
+    row's loss times its weight) and the sum of the weights (the number of
+    rows without weights), and writes the gradient of ``loss_sum`` into
+    ``grads``. No L2 term and no division: summed over any split of the rows
+    and then finished as ``objective`` finishes them, they give the objective
+    of all the rows (what a data-parallel L-BFGS adds up)."""
+    cdef double loss, sw_sum
+    _objective_sums(layout, ws, X, Y, sw, params, grads, -1, n_threads, &loss, &sw_sum)
+    return loss, sw_sum
 
 
 # Prediction: the output layer for all rows (``predict``), for all rows with
