@@ -347,6 +347,11 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
                                  grads, alpha, -1)
             return loss, grads.astype(np.float64)
 
+        self._minimize_lbfgs(fun, params, net)
+
+    def _minimize_lbfgs(self, fun, params, net):
+        """SciPy's L-BFGS-B from ``params`` on ``fun`` (loss and gradient),
+        with fit's options; sets n_iter_, loss_, coefs_ and intercepts_."""
         iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
         options = {"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol}
         try:  # SciPy < 1.15 still takes iprint
@@ -360,7 +365,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         )
         self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
         self.loss_ = float(opt_res.fun)
-        self.coefs_, self.intercepts_ = net.unpack(opt_res.x.astype(dtype))
+        self.coefs_, self.intercepts_ = net.unpack(opt_res.x.astype(params.dtype))
 
     def _fit_stochastic(self, X_in, Y, Y_split, sw, rng, layer_units, incremental,
                         callback_task=(None, None, None), n_threads=0):
@@ -461,8 +466,21 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         validation rows with early stopping (else None)."""
         if not self.early_stopping:
             return np.arange(n_all, dtype=np.intp), None
-        # Split row indices exactly as train_test_split splits X and y.
-        stratify = Y_split if (is_classifier(self) and self.n_outputs_ == 1) else None
+        train_idx, val_idx = self._split_indices(n_all, Y_split, rng)
+        Y_val = np.ascontiguousarray(Y[val_idx])
+        y_val = self._validation_targets(Y_val)
+        sw_val = sw[val_idx] if sw.size else None
+        train_idx = np.ascontiguousarray(train_idx, dtype=np.intp)
+        return train_idx, (val_idx, Y_val, y_val, sw_val)
+
+    def _needs_stratified_split(self):
+        return is_classifier(self) and self.n_outputs_ == 1
+
+    def _split_indices(self, n_all, Y_split, rng):
+        """Training and validation row indices, exactly as train_test_split
+        splits X and y (stratified by the labels ``Y_split`` for a
+        single-output classifier)."""
+        stratify = Y_split if self._needs_stratified_split() else None
         train_idx, val_idx = train_test_split(
             np.arange(n_all),
             random_state=rng,
@@ -474,11 +492,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
                 "The validation set is too small. Increase 'validation_fraction' "
                 "or the size of your dataset."
             )
-        Y_val = np.ascontiguousarray(Y[val_idx])
-        y_val = self._validation_targets(Y_val)
-        sw_val = sw[val_idx] if sw.size else None
-        train_idx = np.ascontiguousarray(train_idx, dtype=np.intp)
-        return train_idx, (val_idx, Y_val, y_val, sw_val)
+        return train_idx, val_idx
 
     def _batch_size(self, n_samples, warn=True):
         """Rows per mini-batch: 'auto' is min(200, n_samples)."""
@@ -510,12 +524,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         """One epoch of the compiled core over the rows ``order`` (on the
         threads ``chooser`` picks); returns the summed loss and advances the
         optimizer's step count."""
-        solver = _core.Solver(
-            opt.code, opt.learning_rate, momentum=float(self.momentum),
-            nesterov=bool(self.nesterovs_momentum), beta_1=float(self.beta_1),
-            beta_2=float(self.beta_2), epsilon=float(self.epsilon),
-            alpha=float(self.alpha), t=opt.t,
-        )
+        solver = self._solver(opt.code, opt.learning_rate, opt.t)
         # Dropout masks come from the estimator's random state, drawn
         # only when there is dropout so that the stream (and the
         # model) stays scikit-learn's otherwise.
@@ -524,6 +533,15 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
                               params, grads, opt.state1, opt.state2, solver, seed)
         opt.t = solver.t
         return total
+
+    def _solver(self, code, learning_rate, t):
+        """The compiled epoch's solver settings, at Adam's step count ``t``."""
+        return _core.Solver(
+            code, learning_rate, momentum=float(self.momentum),
+            nesterov=bool(self.nesterovs_momentum), beta_1=float(self.beta_1),
+            beta_2=float(self.beta_2), epsilon=float(self.epsilon),
+            alpha=float(self.alpha), t=t,
+        )
 
     def _record_epoch(self, total, n_samples):
         self.n_iter_ += 1
