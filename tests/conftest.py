@@ -158,3 +158,31 @@ def _global_random_seeds():
 def global_random_seed(request):
     """scikit-learn's ``global_random_seed`` fixture, needed by its test_mlp.py."""
     return request.param
+
+
+def _local_dask_cluster(n_workers=2):
+    """Single-threaded worker processes on loopback, every server on a port
+    the system picks (scheduler, workers, nannies, the scheduler's HTTP
+    server).
+
+    ``dashboard_address=None`` does not do that: the scheduler still serves
+    HTTP (metrics, health), on 8787 when it is free and else on a random port
+    of every interface after a UserWarning "Port 8787 is already in use",
+    which the suite's warning filter turns into a failure to start."""
+    distributed = pytest.importorskip("distributed")
+    return distributed.LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address="127.0.0.1:0",
+        worker_dashboard_address=None,
+    )
+
+
+@pytest.fixture(scope="session")
+def local_dask_cluster():
+    """Factory fixture: ``local_dask_cluster(n_workers=2)`` returns a new
+    ``distributed.LocalCluster`` (a context manager) as the tests use them."""
+    return _local_dask_cluster

@@ -132,31 +132,10 @@ def dashboard_port_taken():
         sock.close()
 
 
-def _local_cluster():
-    """Two single-threaded worker processes on loopback, every server on a
-    port the system picks (scheduler, workers, nannies, the scheduler's HTTP
-    server).
-
-    ``dashboard_address=None`` does not do that: the scheduler still serves
-    HTTP (metrics, health), on 8787 when it is free and else on a random port
-    of every interface after a UserWarning "Port 8787 is already in use",
-    which the suite's warning filter turns into a failure to start."""
-    distributed = pytest.importorskip("distributed")
-    return distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        scheduler_port=0,
-        dashboard_address="127.0.0.1:0",
-        worker_dashboard_address=None,
-    )
-
-
 @pytest.fixture(scope="module")
-def client(dashboard_port_taken):
+def client(dashboard_port_taken, local_dask_cluster):
     distributed = pytest.importorskip("distributed")
-    with _local_cluster() as cluster, distributed.Client(cluster) as c:
+    with local_dask_cluster() as cluster, distributed.Client(cluster) as c:
         yield c
 
 
