@@ -412,15 +412,16 @@ def test_parameters_clone_and_validation(client):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
 def test_a_worker_killed_mid_fit_lets_the_fit_finish_or_fail_in_bounded_time(
-        local_dask_cluster):
+        local_dask_cluster, solver):
     rng = np.random.RandomState(0)
     X = rng.normal(size=(40_000, 20))
     y = (X[:, :3].sum(axis=1) > 0).astype(int)
     Xd, yd, _ = _dask(X, y, 10_000)
     outcome = {}
     with local_dask_cluster() as cluster, distributed.Client(cluster) as c:
-        est = DaskMLPClassifier(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=200,
+        est = DaskMLPClassifier(hidden_layer_sizes=(32,), solver=solver, max_iter=60,
                                 tol=0.0, random_state=0, client=c)
 
         def fit():
@@ -438,9 +439,11 @@ def test_a_worker_killed_mid_fit_lets_the_fit_finish_or_fail_in_bounded_time(
         time.sleep(0.5)
         pids = c.run(os.getpid)
         victim = sorted(pids.values())[0]
+        assert thread.is_alive()  # killed in the middle of the fit
         os.kill(victim, signal.SIGKILL)
         thread.join(timeout=180)
         assert not thread.is_alive(), "the fit hung after a worker was killed"
+        assert victim not in c.run(os.getpid).values()
     if "fitted" in outcome:
         assert est.n_iter_ > 0 and est.score(X, y) > 0.9
     else:  # a clear error from Dask (e.g. KilledWorker), not a hang
