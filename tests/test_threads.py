@@ -315,32 +315,66 @@ def test_predict_finds_non_finite_rows_in_any_chunk(bad, row, layout):
     assert str(bp_err.value) == str(sk_err.value)
 
 
-def test_predict_takes_chunks_from_a_shared_counter():
-    """With a chunk counter, a predict call computes the chunks it takes from
-    it, whichever they are: a chunk already taken is left alone, the others
-    match predict without a counter, and the counter ends past the last."""
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_predict_team_equals_the_one_thread_predictions_and_loss(dtype, weighted):
+    """``predict_team`` on one, two or three workspaces gives the bits of
+    ``predict`` (all rows) and of ``predict_rows`` (listed rows, with their
+    mean loss), whatever the number of threads; its arguments are checked."""
     from blasprop import _core
 
     rng = np.random.RandomState(2)
-    X = rng.randn(2000, 6)
+    X = rng.randn(2000, 6).astype(dtype)
     est = MLPRegressor(hidden_layer_sizes=(5,), max_iter=2, random_state=0)
     est.fit(X[:50], rng.randn(50, 2))
-    expected = est.predict(X)
-    units = [6, 5, 2]
-    cap = 300
-    net = est._network(cap, np.float64, units, exact_cap=True)
-    params = net.pack(est.coefs_, est.intercepts_, np.float64)
+    net = est._network(300, dtype, [6, 5, 2], exact_cap=True)  # 7 chunks
+    params = net.pack(est.coefs_, est.intercepts_, dtype)
     X_in = _core.Input(X)
-    out = np.full((2000, 2), np.nan)
-    chunks = np.array([2], np.intp)          # chunks 0 and 1 taken elsewhere
-    _core.predict_shared(net.layout, net.workspace(np.float64, False), X_in, params,
-                         out, chunks)
-    assert np.isnan(out[:2 * cap]).all()
-    np.testing.assert_allclose(out[2 * cap:], expected[2 * cap:], rtol=1e-12)
-    assert chunks[0] == -(-2000 // cap) + 1
-    with pytest.raises(ValueError, match="chunks"):
-        _core.predict_shared(net.layout, net.workspace(np.float64, False), X_in, params,
-                             out, np.zeros(2, np.intp))
+    rows = rng.permutation(2000)[:1500].astype(np.intp)
+    Y = rng.randn(1500, 2).astype(dtype)
+    sw = rng.uniform(0.5, 2, 1500).astype(dtype) if weighted else None
+    all_rows = np.empty((2000, 2), dtype)
+    _core.predict(net.layout, net.workspace(dtype, False), X_in, params, all_rows)
+    listed = np.empty((1500, 2), dtype)
+    loss = _core.predict_rows(net.layout, net.workspace(dtype, False), X_in, params,
+                              rows, listed, Y, sw)
+    for threads in (1, 2, 3):
+        workspaces = [net.workspace(dtype, False) for _ in range(threads)]
+        out = np.full((2000, 2), np.nan, dtype)
+        assert _core.predict_team(net.layout, workspaces, X_in, params, out) is None
+        assert_array_equal(out, all_rows)
+        out = np.full((1500, 2), np.nan, dtype)
+        team_loss = _core.predict_team(net.layout, workspaces, X_in, params, out, rows,
+                                       Y, sw)
+        assert_array_equal(out, listed)
+        assert team_loss == loss
+    ws = net.workspace(dtype, False)
+    with pytest.raises(ValueError, match="workspace"):
+        _core.predict_team(net.layout, [], X_in, params, np.empty((2000, 2), dtype))
+    with pytest.raises(TypeError, match="Workspace"):
+        _core.predict_team(net.layout, [ws, None], X_in, params,
+                           np.empty((2000, 2), dtype))
+    with pytest.raises(ValueError, match="out"):
+        _core.predict_team(net.layout, [ws, ws], X_in, params, np.empty((1999, 2), dtype))
+    with pytest.raises(ValueError, match="Y"):
+        _core.predict_team(net.layout, [ws], X_in, params, np.empty((1500, 2), dtype),
+                           rows, Y[:10])
+    with pytest.raises(ValueError, match="rows"):
+        _core.predict_team(net.layout, [ws], X_in, params, np.empty((2, 2), dtype),
+                           np.array([0, 2000], np.intp))
+
+
+def test_validation_pass_of_a_fit_on_threads_equals_one_thread():
+    """Early stopping's validation pass runs on the fit's threads: the
+    scores and validation losses with n_jobs=1 and 2 are the same bits."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(60_000, 8)  # 6,000 validation rows: several chunks
+    y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(int)
+    fits = [MLPClassifier(hidden_layer_sizes=(16,), early_stopping=True, max_iter=2,
+                          n_jobs=n, random_state=0).fit(X, y) for n in (1, 2)]
+    assert fits[0].validation_scores_ == fits[1].validation_scores_
+    assert fits[0].validation_loss_curve_ == fits[1].validation_loss_curve_
+    assert_array_equal(fits[0].coefs_[0], fits[1].coefs_[0])
 
 
 # One estimator refitted in one thread, alternating between two data sets of

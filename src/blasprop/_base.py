@@ -43,6 +43,7 @@ from ._network import (
 from ._optimizer import SOLVERS, STOCHASTIC_SOLVERS, Optimizer
 from ._progress import EpochReporter
 from ._threads import (
+    blas_thread_count,
     blas_threads_for_fit,
     parallel_predict,
     thread_chooser,
@@ -397,7 +398,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
             return total, n_samples
 
         def validate():
-            self._update_validation(X_in, *validation)
+            self._update_validation(X_in, *validation, n_threads=n_threads)
 
         self._stochastic_loop(run_epoch, validate, params, opt, incremental, callback_task)
 
@@ -602,8 +603,9 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
                 stop = True
         return stop
 
-    def _update_validation(self, X_in, val_idx, Y_val, y_val, sw_val):
-        out, val_loss = self._forward_rows(X_in, val_idx, Y_val, sw_val)
+    def _update_validation(self, X_in, val_idx, Y_val, y_val, sw_val, n_threads=0):
+        out, val_loss = self._forward_rows(X_in, val_idx, Y_val, sw_val,
+                                           n_threads=n_threads)
         self._record_validation(out, val_loss, y_val, sw_val)
 
     def _record_validation(self, out, val_loss, y_val, sw_val):
@@ -649,7 +651,7 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         return model_snapshot(self._model_attributes)
 
     def _forward_rows(self, X_in, rows=None, Y=None, sw=None, check_finite=False,
-                      model=None):
+                      model=None, n_threads=0):
         """Output layer for rows of a validated input (all rows if None), from
         ``model`` (a snapshot of the fitted attributes; taken now if None).
 
@@ -657,7 +659,9 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         casts its (small) weights, never the input; a float64 model reads
         float32 rows into float64 buffers as it goes (NumPy's promotion, as
         in scikit-learn). With targets ``Y`` of those rows, returns (output,
-        mean loss) from the same pass."""
+        mean loss) from the same pass. Listed rows are computed on
+        ``n_threads`` threads (one when 0); all rows on as many as BLAS has.
+        The result does not depend on the number of threads."""
         if model is None:
             model = self._model_snapshot()
         units = model.units
@@ -681,12 +685,17 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         if params is None or params.dtype != dtype:
             params = net.pack(model.coefs, model.intercepts, dtype)
         if rows is None and Y is None:
-            parallel_predict(net, dtype, X_in, params, out, check_finite)
+            # as many threads as BLAS would use for the products
+            parallel_predict(net, dtype, X_in, params, out, blas_thread_count(),
+                             check_finite=check_finite)
             return out
-        ws = net.workspace(dtype, X_in.sparse)
         rows = (np.arange(n, dtype=np.intp) if rows is None
                 else np.ascontiguousarray(rows, np.intp))
-        loss = _core.predict_rows(net.layout, ws, X_in, params, rows, out, Y, sw)
+        if n_threads > 0:
+            loss = parallel_predict(net, dtype, X_in, params, out, n_threads, rows, Y, sw)
+        else:
+            loss = _core.predict_rows(net.layout, net.workspace(dtype, X_in.sparse), X_in,
+                                      params, rows, out, Y, sw)
         return out if Y is None else (out, loss)
 
     def _forward_pass_fast(self, X, check_input=True, model=None):

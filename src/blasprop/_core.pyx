@@ -1918,43 +1918,124 @@ cdef inline Py_ssize_t _taken_rows(Py_ssize_t *counter, Py_ssize_t cap,
     return c * cap if c < (n + cap - 1) // cap else n
 
 
-def predict_shared(Layout layout not None, Workspace ws not None, Input X not None,
-                   const floating[::1] params not None,     # IN
-                   floating[:, ::1] out not None,           # OUT (n_samples x n_outputs)
-                   Py_ssize_t[::1] chunks not None,         # IN/OUT the shared counter
-                   bint check_finite=False):
-    """``predict`` by several threads at once: each calls this with the same
-    ``out`` and ``chunks`` (one counter, from 0) and its own workspace, and
-    computes the chunks it takes from the counter, one at a time, until none
-    is left. Chunk c is rows ``c * cap`` to ``(c + 1) * cap``, whoever
-    computes it, so the result does not depend on the number of threads. A
-    call that finds NaN or infinity (with ``check_finite``) takes the
-    remaining chunks away from the others and raises ``NonFiniteInput``."""
-    cdef const Net *net = &layout.net
-    cdef const Source *src = &X.src
-    cdef Py_ssize_t n = X.n_samples, start, nb, cap = layout.cap
-    cdef Py_ssize_t *counter
-    cdef Buffers buf
+cdef struct TeamPredict:
+    # what the threads of ``predict_team`` share
+    const Net *net
+    const Source *src
+    const Py_ssize_t *rows     # NULL: all rows
+    Py_ssize_t n, cap, k
+    const void *params
+    const void *Y              # NULL: no loss
+    const void *sw
+    void *out
+    double *chunk_loss         # one per chunk, added in order at the end
+    Py_ssize_t counter         # the next chunk to take
+    bint check_finite
+    bint failed                # a chunk held NaN or infinity
+
+
+cdef void _team_predict_run(TeamPredict *t, const Buffers *buf,
+                            const floating *dtype_of) noexcept nogil:
+    """Chunks taken from ``t.counter`` until none is left (or one failed)."""
+    cdef Py_ssize_t c = bp_take(&t.counter), start, nb
+    cdef Py_ssize_t n_chunks = (t.n + t.cap - 1) // t.cap
     cdef Chunk chunk
-    cdef bint ok = True
-    _check_predict(layout, ws, X, &buf, params, out.shape[0], out.shape[1], n)
-    if chunks.shape[0] != 1:
-        raise ValueError(f"chunks: one counter is needed, got {chunks.shape[0]}")
-    counter = &chunks[0]
-    check_finite = check_finite and not X.sparse
+    cdef floating *out = <floating *> t.out
+    cdef const floating *sw = <const floating *> t.sw
+    while c < n_chunks:
+        start = c * t.cap
+        nb = min(t.cap, t.n - start)
+        chunk = _chunk(t.rows + start if t.rows != NULL else NULL,
+                       0 if t.rows != NULL else start, nb)
+        if not _predict_chunk(t.net, t.src, &chunk, <const floating *> t.params, buf,
+                              t.check_finite, out + start * t.k):
+            t.failed = True
+            bp_take_none(&t.counter)
+            return
+        if t.Y != NULL:
+            t.chunk_loss[c] = loss_only(t.net.loss, nb, t.k, out + start * t.k,
+                                        <const floating *> t.Y + start * t.k,
+                                        sw + start if sw != NULL else NULL,
+                                        t.net.huber_delta)
+        c = bp_take(&t.counter)
+
+
+def predict_team(Layout layout not None, list workspaces not None, Input X not None,
+                 const floating[::1] params not None,     # IN
+                 floating[:, ::1] out not None,           # OUT (n_rows x n_outputs)
+                 const Py_ssize_t[::1] rows=None,         # IN  rows of X; None: all
+                 const floating[:, ::1] Y=None,           # IN  targets of those rows
+                 const floating[::1] sw=None,             # IN  their weights
+                 bint check_finite=False):
+    """``predict`` (rows None) or ``predict_rows`` on an OpenMP team of up to
+    ``len(workspaces)`` threads, one workspace each. The threads take chunks
+    of ``layout.cap`` rows from a shared counter; chunk c is the same rows
+    whoever computes it and the chunks' losses are added in chunk order, so
+    outputs and loss equal the one-thread functions' bit for bit, whatever
+    the number of threads. With ``Y``, returns the mean loss of the rows
+    (weighted by ``sw``; no L2 term); else None. With ``check_finite``,
+    raises ``NonFiniteInput`` if a dense row holds NaN or infinity."""
+    cdef Py_ssize_t T = len(workspaces), i, r
+    cdef Py_ssize_t n = X.n_samples if rows is None else rows.shape[0]
+    cdef Py_ssize_t k = layout.net.units[layout.net.n_layers]
+    cdef Py_ssize_t n_chunks = (n + layout.cap - 1) // layout.cap
+    cdef TeamPredict t
+    cdef Buffers *bufs
+    cdef double loss = 0.0, sw_sum = 0.0
+    if T < 1:
+        raise ValueError("predict_team needs one workspace per thread, got none")
+    cdef unsigned char[::1] bufs_owner = np.empty(T * sizeof(Buffers), dtype=np.uint8)
+    bufs = <Buffers *> &bufs_owner[0]
+    for i in range(T):
+        ws = workspaces[i]
+        if not isinstance(ws, Workspace):
+            raise TypeError("workspaces: a list of Workspace objects")
+        _check_predict(layout, <Workspace> ws, X, &bufs[i], params, out.shape[0],
+                       out.shape[1], n)
+    if rows is not None:
+        _check_rows(rows, X.n_samples, "rows")
+    chunk_loss = np.zeros(max(n_chunks, 1), dtype=np.float64)
+    cdef double[::1] cl = chunk_loss
+    t.net = &layout.net
+    t.src = &X.src
+    t.rows = &rows[0] if rows is not None and n > 0 else NULL
+    t.n = n
+    t.cap = layout.cap
+    t.k = k
+    t.params = &params[0]
+    t.Y = NULL
+    t.sw = NULL
+    t.out = &out[0, 0] if n > 0 else NULL
+    t.chunk_loss = &cl[0]
+    t.counter = 0
+    t.check_finite = check_finite and not X.sparse
+    t.failed = False
+    if Y is not None:
+        _check_matrix(Y.shape[0], Y.shape[1], n, k, "Y")
+        t.Y = &Y[0, 0] if n > 0 else NULL
+        if sw is not None and sw.shape[0] > 0:
+            _check_length(sw.shape[0], n, "sample_weight")
+            t.sw = &sw[0]
+    if n == 0:
+        return None if Y is None else float("nan")
     with nogil:
-        start = _taken_rows(counter, cap, n)
-        while start < n:
-            nb = min(cap, n - start)
-            chunk = _chunk(NULL, start, nb)
-            ok = _predict_chunk(net, src, &chunk, &params[0], &buf, check_finite,
-                                &out[start, 0])
-            if not ok:
-                bp_take_none(counter)
-                break
-            start = _taken_rows(counter, cap, n)
-    if not ok:
+        if T > 1:
+            with parallel(num_threads=T):
+                _team_predict_run(&t, &bufs[threadid()], &params[0])
+        else:
+            _team_predict_run(&t, &bufs[0], &params[0])
+    if t.failed:
         raise NonFiniteInput("X contains NaN or infinity")
+    if Y is None:
+        return None
+    for i in range(n_chunks):
+        loss += cl[i]
+    if t.sw != NULL:
+        for r in range(n):
+            sw_sum += sw[r]
+    else:
+        sw_sum = n
+    return loss / sw_sum
 
 
 def predict_rows(Layout layout not None, Workspace ws not None, Input X not None,

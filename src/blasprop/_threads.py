@@ -154,35 +154,18 @@ def one_blas_thread():
                 _THREAD_RESTORE = None
 
 
-def parallel_predict(net, dtype, X_in, params, out, check_finite):
-    """``_core.predict`` of all rows of ``X_in`` into ``out``, its chunks
-    shared by threads (``_core.predict_shared``): each takes the next chunk
-    when it is free (the cores of a shared machine are often not equally
-    fast; an even split waits for the slower one). The chunks are the same whatever the number of
-    threads, so the predictions are too, bit for bit."""
+def parallel_predict(net, dtype, X_in, params, out, n_threads, rows=None, Y=None, sw=None,
+                     check_finite=False):
+    """``_core.predict_team``: the output layer for the rows ``rows`` of
+    ``X_in`` (all if None) into ``out`` on an OpenMP team of up to
+    ``n_threads`` threads (BLAS on one thread meanwhile), each taking the
+    next chunk of rows when it is free (the cores of a shared machine are
+    often not equally fast; an even split waits for the slower one). The
+    chunks are the same whatever the number of threads, so the predictions
+    and the loss (returned with targets ``Y``) are too, bit for bit."""
     n, cap = out.shape[0], net.layout.cap
-    n_threads = min(blas_thread_count(), -(-n // cap))
-    if n_threads < 2:
-        _core.predict(net.layout, net.workspace(dtype, X_in.sparse), X_in, params,
-                      out, check_finite=check_finite)
-        return
-    chunks = np.zeros(1, np.intp)
-    errors = []
-
-    def part():
-        try:
-            _core.predict_shared(net.layout, net.workspace(dtype, X_in.sparse), X_in,
-                                 params, out, chunks, check_finite=check_finite)
-        except BaseException as exc:  # raised again in the calling thread
-            errors.append(exc)
-
-    with one_blas_thread():
-        helpers = [threading.Thread(target=part, daemon=True)
-                   for _ in range(1, n_threads)]
-        for h in helpers:
-            h.start()
-        part()
-        for h in helpers:
-            h.join()
-    if errors:
-        raise errors[0]
+    n_threads = max(1, min(n_threads, _core.max_threads(), -(-n // cap)))
+    workspaces = [net.workspace(dtype, X_in.sparse) for _ in range(n_threads)]
+    with one_blas_thread() if n_threads > 1 else contextlib.nullcontext():
+        return _core.predict_team(net.layout, workspaces, X_in, params, out, rows, Y, sw,
+                                  check_finite)
