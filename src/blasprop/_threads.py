@@ -14,8 +14,6 @@ import contextlib
 import threading
 import time
 
-import numpy as np
-
 from . import _core
 
 # When the largest matrix product of a batch has fewer multiply-adds than
