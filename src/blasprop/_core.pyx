@@ -1842,10 +1842,10 @@ def objective_sums(Layout layout not None, Workspace ws not None, Input X not No
     return loss, sw_sum
 
 
-# Prediction: the output layer for all rows (``predict``), for all rows with
-# the chunks shared by threads (``predict_shared``), or for listed rows,
-# optionally with their mean loss (``predict_rows``). They run ``layout.cap``
-# rows at a time through ``_predict_chunk``.
+# Prediction: the output layer for all rows (``predict``), or for listed rows,
+# optionally with their mean loss (``predict_rows``), on one thread; either on
+# an OpenMP team (``predict_team``). They run ``layout.cap`` rows at a time
+# through ``_predict_chunk``.
 
 cdef bint _predict_chunk(const Net *net, const Source *src, Chunk *c,
                          const floating *params, const Buffers *buf,
