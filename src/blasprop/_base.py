@@ -243,7 +243,9 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
     # ------------------------------------------------------------------
     # Fitting
 
-    def _fit(self, X, y, sample_weight=None, incremental=False):
+    def _checked_hidden_sizes(self):
+        """The hidden layers' sizes, after the checks of the parameters that
+        depend on them (activations and dropout rates per layer)."""
         hidden_sizes = self._hidden_sizes()
         hidden_activation_names(self.activation, len(hidden_sizes))
         drop = self._dropout_rates(len(hidden_sizes))
@@ -252,6 +254,10 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
                 "dropout is not available with solver='lbfgs' (its objective must "
                 "be deterministic); use solver='adam', 'adamw' or 'sgd'."
             )
+        return hidden_sizes
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden_sizes = self._checked_hidden_sizes()
         first_pass = not hasattr(self, "coefs_") or (
             not self.warm_start and not incremental
         )

@@ -66,7 +66,6 @@ except ImportError as exc:  # pragma: no cover - the extra is not installed
     ) from exc
 
 from . import _core
-from ._activations import hidden_activation_names
 from ._base import _check_sparse_structure, _EpochOrder
 from ._classes import MLPClassifier, MLPRegressor
 from ._threads import training_threads
@@ -484,14 +483,7 @@ class _DaskMLP:
                 "Found array with 0 sample(s) (shape=(0, ...)) while a minimum of 1 "
                 "is required."
             )
-        hidden_sizes = self._hidden_sizes()
-        hidden_activation_names(self.activation, len(hidden_sizes))
-        drop = self._dropout_rates(len(hidden_sizes))
-        if self.solver == "lbfgs" and any(drop):
-            raise ValueError(
-                "dropout is not available with solver='lbfgs' (its objective must "
-                "be deterministic); use solver='adam', 'adamw' or 'sgd'."
-            )
+        hidden_sizes = self._checked_hidden_sizes()
         first_pass = not hasattr(self, "coefs_") or not self.warm_start
         self._set_global_attributes(X, [summaries[i] for i in keep], first_pass)
         dtype = self._fit_dtype(X)
