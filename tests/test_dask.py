@@ -333,6 +333,57 @@ def test_predictions_on_dask_input_are_lazy_and_blockwise(client, make_data):
                                                                    reg_data.y))
 
 
+def test_weighted_scores_on_dask_input_equal_the_local_scores(client, make_data):
+    for task in ("multiclass", "multilabel", "regression_multi", "regression"):
+        data = make_data(task)
+        sw = np.random.RandomState(0).uniform(0.2, 2.0, data.n_samples)
+        Xd, yd, swd = _dask(data.X, data.y, (100, 140), sw)
+        dask_cls, _ = _pair(data.is_classifier)
+        est = dask_cls(hidden_layer_sizes=(8,), max_iter=5, random_state=0,
+                       client=client).fit(Xd, yd)
+        local = est.to_local()
+        assert est.score(Xd, yd, sample_weight=swd) == pytest.approx(
+            local.score(data.X, data.y, sample_weight=sw), rel=1e-12, abs=1e-12)
+        # y and weights in memory, X on the cluster
+        assert est.score(Xd, data.y, sample_weight=sw) == pytest.approx(
+            local.score(data.X, data.y, sample_weight=sw), rel=1e-12, abs=1e-12)
+
+
+def test_partitions_weigh_what_they_hold_so_tasks_run_where_they_are(client):
+    """The scheduler places a partition's tasks by the size of their inputs:
+    a validated partition must weigh its arrays, not a few bytes."""
+    from dask.sizeof import sizeof
+
+    X = np.random.RandomState(0).normal(size=(5000, 20))
+    part = bdask._Part(X, np.zeros((5000, 1)), np.zeros((5000, 1), bool), np.ones(5000))
+    assert sizeof(part) >= X.nbytes + 5000 * 8
+    csr = sp.random(5000, 20, density=0.1, format="csr", random_state=0)
+    part = bdask._Part(csr, np.zeros((5000, 1)), np.zeros((5000, 1), bool), np.empty(0))
+    assert sizeof(part) >= csr.data.nbytes + csr.indices.nbytes
+    stream = bdask._Stream(5000, True, np.random.RandomState(0))
+    assert sizeof(stream) >= 5000 * 8
+
+
+def test_large_parameters_go_to_each_worker_once_and_fit_the_same(client):
+    """Parameters over a megabyte are scattered once per evaluation rather
+    than copied into every task; the lbfgs fit is still the local one."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(240, 400))
+    y = (X[:, 0] > 0).astype(int)
+    params = {"hidden_layer_sizes": (400,), "solver": "lbfgs", "max_iter": 3,
+              "random_state": 0}
+    assert (400 * 400 + 400 + 400 + 1) * 8 > bdask._EMBED_BYTES
+    Xd, yd, _ = _dask(X, y, (120, 120))
+    got = DaskMLPClassifier(**params, client=client).fit(Xd, yd)
+    ref = MLPClassifier(**params).fit(X, y)
+    assert got.n_iter_ == ref.n_iter_
+    for a, b in zip(got.coefs_ + got.intercepts_, ref.coefs_ + ref.intercepts_):
+        assert_allclose(a, b, rtol=0, atol=1e-10)
+    sent = bdask._send(client, np.zeros(200_000))
+    assert isinstance(sent[0], distributed.Future)
+    assert isinstance(bdask._send(client, np.zeros(10))[0], np.ndarray)
+
+
 def test_feature_names_from_a_dask_dataframe_survive(client, make_data):
     pd = pytest.importorskip("pandas")
     dd = pytest.importorskip("dask.dataframe")
@@ -448,3 +499,21 @@ def test_a_worker_killed_mid_fit_lets_the_fit_finish_or_fail_in_bounded_time(
         assert est.n_iter_ > 0 and est.score(X, y) > 0.9
     else:  # a clear error from Dask (e.g. KilledWorker), not a hang
         assert isinstance(outcome["error"], Exception), outcome
+
+
+@pytest.mark.slow
+def test_the_dask_mlp_example_runs():
+    import pathlib
+    import subprocess
+    import sys
+
+    example = pathlib.Path(__file__).parent.parent / "examples" / "dask_mlp.py"
+    done = subprocess.run([sys.executable, str(example), "--rows", "20000"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "cluster: 2 workers" in out
+    assert "lbfgs:" in out and "adam: 10 rounds" in out
+    assert "loaded model predicts as the dask one: True" in out
+    accuracy = float(out.split("lbfgs:")[1].split("test accuracy ")[1].split()[0])
+    assert accuracy > 0.9

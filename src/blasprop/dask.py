@@ -43,7 +43,6 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import clone
-from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
@@ -59,6 +58,7 @@ from sklearn.utils.validation import (
 try:
     import dask
     import dask.array as da
+    import dask.sizeof
     import distributed
 except ImportError as exc:  # pragma: no cover - the extra is not installed
     raise ImportError(
@@ -206,6 +206,20 @@ class _Part:
         return _core.Input(self.X)
 
 
+def _nbytes(a):
+    if a is None:
+        return 0
+    if sp.issparse(a):
+        return a.data.nbytes + a.indices.nbytes + a.indptr.nbytes
+    return a.nbytes
+
+
+@dask.sizeof.sizeof.register(_Part)
+def _sizeof_part(part):
+    # what the scheduler weighs to run a partition's tasks where it lives
+    return _nbytes(part.X) + _nbytes(part.Y) + _nbytes(part.Y_split) + _nbytes(part.sw)
+
+
 def _prepare(raw, template, dtype):
     X, y, sample_weight = raw
     _check_sparse_structure(X)
@@ -222,6 +236,19 @@ def _prepare(raw, template, dtype):
     sw = (np.empty(0, dtype=dtype) if sample_weight is None
           else np.ascontiguousarray(sample_weight, dtype=dtype))
     return _Part(X, np.ascontiguousarray(Y, dtype=dtype), Y, sw)
+
+
+# Arrays sent with every partition's task up to this size; larger ones (the
+# parameters of a large network) go to each worker once, scattered.
+_EMBED_BYTES = 1 << 20
+
+
+def _send(client, *arrays):
+    """The arrays as the arguments of a round's tasks: as they are when small,
+    else as futures of one copy per worker."""
+    if sum(a.nbytes for a in arrays) <= _EMBED_BYTES:
+        return list(arrays)
+    return client.scatter(list(arrays), broadcast=True, hash=False)
 
 
 def _n_outputs(part):
@@ -269,6 +296,10 @@ class _Stream:
     many of them have been visited."""
 
     def __init__(self, train_rows, shuffle, rng):
+        # train_rows: the partition's training rows in the split's order, or
+        # their number when every row trains (built here, not sent)
+        if isinstance(train_rows, Integral):
+            train_rows = np.arange(train_rows, dtype=np.intp)
         self.rng = rng
         self.order = _EpochOrder(train_rows, shuffle)
         self.rows = None
@@ -277,6 +308,12 @@ class _Stream:
     @property
     def n(self):
         return self.order.train_idx.shape[0]
+
+
+@dask.sizeof.sizeof.register(_Stream)
+def _sizeof_stream(stream):
+    return (stream.order.train_idx.nbytes + stream.order.sample_idx.nbytes
+            + (0 if stream.rows is None else stream.rows.nbytes))
 
 
 def _local_round(part, stream, template, units, batch, n_batches, params, state1,
@@ -550,8 +587,9 @@ class _DaskMLP:
         alpha = float(self.alpha)
 
         def fun(x):
-            point = np.asarray(x, dtype=dtype).copy()  # each task gets its own copy
-            futures = [client.submit(_partition_sums, p, template_f, layer_units, point,
+            point = np.asarray(x, dtype=dtype).copy()  # never changed once sent
+            [sent] = _send(client, point)
+            futures = [client.submit(_partition_sums, p, template_f, layer_units, sent,
                                      pure=False) for p in parts]
             loss_sum, weight, grads = 0.0, 0.0, np.zeros_like(point)
             for part_loss, part_weight, part_grads in client.gather(futures):
@@ -576,20 +614,24 @@ class _DaskMLP:
         offsets = np.concatenate(([0], np.cumsum(problem.n_rows)))
         n_all = int(offsets[-1])
         if self.early_stopping:
+            # the split of all rows, as a local fit draws it: the client
+            # holds the row indices (and, stratifying, the labels) of all rows
             Y_split = None
             if self._needs_stratified_split():
                 Y_split = np.concatenate(client.gather(
                     [client.submit(operator.attrgetter("Y_split"), p, pure=False)
                      for p in parts]))
             train_idx, val_idx = self._split_indices(n_all, Y_split, rng)
+            train_rows = [
+                np.ascontiguousarray(
+                    train_idx[(train_idx >= a) & (train_idx < b)] - a, dtype=np.intp)
+                for a, b in zip(offsets[:-1], offsets[1:])
+            ]
+            n_train = np.array([r.shape[0] for r in train_rows])
         else:
-            train_idx, val_idx = np.arange(n_all, dtype=np.intp), None
-        train_rows = [
-            np.ascontiguousarray(
-                train_idx[(train_idx >= a) & (train_idx < b)] - a, dtype=np.intp)
-            for a, b in zip(offsets[:-1], offsets[1:])
-        ]
-        n_train = np.array([r.shape[0] for r in train_rows])
+            val_idx = None
+            train_rows = [int(n) for n in problem.n_rows]
+            n_train = problem.n_rows.copy()
         n_samples = int(n_train.sum())
         batch = self._batch_size(n_samples)
         streams = [
@@ -606,7 +648,7 @@ class _DaskMLP:
                    for i in active}
 
         def run_round():
-            sent = (params.copy(), opt.state1.copy(), opt.state2.copy())
+            sent = _send(client, params.copy(), opt.state1.copy(), opt.state2.copy())
             t0 = opt.t
             outs = {
                 i: client.submit(_local_round, parts[i], streams[i], template_f,
@@ -680,7 +722,7 @@ class _DaskMLP:
         targets_f = client.scatter(targets)
 
         def validate():
-            point = params.copy()
+            [point] = _send(client, params.copy())
             futures = [
                 client.submit(_validation_output, parts[i], template_f, layer_units, point,
                               rows, tf, pure=False)
@@ -732,14 +774,50 @@ class _DaskMLP:
         return super().predict(X)
 
     def score(self, X, y, sample_weight=None):
-        """Accuracy (classifier) or R^2 (regressor) of the predictions,
-        computed blockwise on dask input."""
+        """Accuracy (classifier) or R^2 (regressor, averaged over outputs) of
+        the predictions; on dask input computed blockwise, as sums over the
+        partitions (equal to scikit-learn's metrics to rounding)."""
         if not _is_dask_collection(X):
             return super().score(X, y, sample_weight=sample_weight)
-        y_pred, y, sample_weight = dask.compute(self.predict(X), y, sample_weight)
-        metric = accuracy_score if isinstance(self, MLPClassifier) else r2_score
-        return float(metric(_as_rows(y), _as_rows(y_pred),
-                            sample_weight=_as_rows(sample_weight)))
+        y_pred = _dask_array(self.predict(X))
+        y = _dask_array(y, y_pred)
+        w = None if sample_weight is None else _dask_array(sample_weight, y_pred)
+        if isinstance(self, MLPClassifier):
+            correct = y == y_pred
+            if correct.ndim == 2:  # multilabel: every label right
+                correct = correct.all(axis=1)
+            correct = correct.astype(np.float64)
+            mean = correct.mean() if w is None else da.average(correct, weights=w)
+            return float(mean.compute())
+        return _r2(y, y_pred, w)
+
+
+def _dask_array(v, like=None):
+    """A dask Array of ``v`` (a dask collection, or NumPy chunked like ``like``)."""
+    if isinstance(v, da.Array):
+        return v
+    if _is_dask_collection(v):  # a dask Series or DataFrame
+        return v.to_dask_array(lengths=True)
+    v = np.asarray(v)
+    return da.from_array(v, chunks=like.chunks[:1] + tuple((s,) for s in v.shape[1:]))
+
+
+def _r2(y, y_pred, w):
+    """scikit-learn's r2_score (uniform average over outputs, finite when
+    an output is constant) from two passes of blockwise sums."""
+    y, y_pred = y.astype(np.float64), y_pred.astype(np.float64)
+    if y.ndim == 1:
+        y, y_pred = y[:, None], y_pred[:, None]
+    w = da.ones(y.shape[0], chunks=y.chunks[0]) if w is None else w.astype(np.float64)
+    w = w[:, None]
+    mean = (w * y).sum(axis=0) / w.sum()
+    residual, total = dask.compute((w * (y - y_pred) ** 2).sum(axis=0),
+                                   (w * (y - mean) ** 2).sum(axis=0))
+    scores = np.ones(residual.shape[0])
+    defined = total != 0
+    scores[defined] = 1.0 - residual[defined] / total[defined]
+    scores[~defined & (residual != 0)] = 0.0
+    return float(np.mean(scores))
 
 
 class DaskMLPClassifier(_DaskMLP, MLPClassifier):
