@@ -145,6 +145,21 @@ def test_lbfgs_fit_equals_the_local_fit(client, make_data, task):
         assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
+def test_warm_start_continues_as_a_local_warm_start(client, make_data):
+    data = make_data("multiclass")
+    params = {"hidden_layer_sizes": (8,), "solver": "lbfgs", "max_iter": 5,
+              "random_state": 0, "warm_start": True}
+    Xd, yd, _ = _dask(data.X, data.y, (77, 163))
+    got = DaskMLPClassifier(**params, client=client).fit(Xd, yd).fit(Xd, yd)
+    ref = MLPClassifier(**params).fit(data.X, data.y).fit(data.X, data.y)
+    for a, b in zip(got.coefs_ + got.intercepts_, ref.coefs_ + ref.intercepts_):
+        assert_allclose(a, b, rtol=0, atol=1e-10)
+    other = make_data("binary")
+    Xo, yo, _ = _dask(other.X, other.y, (120, 120))
+    with pytest.raises(ValueError, match="warm_start"):
+        got.fit(Xo, yo)
+
+
 def test_lbfgs_model_does_not_depend_on_the_number_of_workers(client, make_data,
                                                               local_dask_cluster):
     data = make_data("multiclass")
