@@ -890,3 +890,28 @@ def test_pickles_naming_the_old_optimizer_location_still_load():
     loaded.partial_fit(X, y)
     est.partial_fit(X, y)
     np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+
+
+@pytest.mark.parametrize("missing", ["dask", "distributed"])
+def test_blasprop_dask_without_dask_says_how_to_install_it(missing):
+    """Without the optional extra, importing blasprop.dask raises ImportError
+    naming the install command (and plain blasprop still imports)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        f"sys.modules[{missing!r}] = None  # as if not installed\n"
+        "import blasprop\n"
+        "assert blasprop.MLPClassifier\n"
+        "try:\n"
+        "    import blasprop.dask\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+        "else:\n"
+        "    raise SystemExit('imported without ' + sys.argv[1])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, missing], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'blasprop[dask]'" in done.stdout

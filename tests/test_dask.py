@@ -459,6 +459,16 @@ def test_column_chunked_x_is_rechunked_and_mismatched_y_refused(client, make_dat
         DaskMLPClassifier(**params, client=client).fit(data.X, data.y)
 
 
+def test_a_cluster_without_workers_is_refused_at_once(make_data, local_dask_cluster):
+    data = make_data("binary")
+    Xd, yd, _ = _dask(data.X, data.y, (120, 120))
+    with local_dask_cluster(n_workers=0) as cluster, distributed.Client(cluster) as empty:
+        start = time.monotonic()
+        with pytest.raises(ValueError, match="no workers"):
+            DaskMLPClassifier(max_iter=2, client=empty).fit(Xd, yd)
+        assert time.monotonic() - start < 30
+
+
 def test_parameters_clone_and_validation(client):
     est = DaskMLPClassifier(hidden_layer_sizes=(3,), client=client, local_epochs=2)
     params = est.get_params()

@@ -432,15 +432,21 @@ class _DaskMLP:
     # -- plumbing -------------------------------------------------------
 
     def _get_client(self):
-        if self.client is not None:
-            return self.client
-        try:
-            return distributed.default_client()
-        except ValueError as exc:
+        client = self.client
+        if client is None:
+            try:
+                client = distributed.default_client()
+            except ValueError as exc:
+                raise ValueError(
+                    f"{type(self).__name__} needs a Dask client: start one "
+                    "(distributed.Client(...)) or pass client=..."
+                ) from exc
+        if not client.scheduler_info().get("workers"):
+            # the tasks would wait for a worker forever
             raise ValueError(
-                f"{type(self).__name__} needs a Dask client: start one "
-                "(distributed.Client(...)) or pass client=..."
-            ) from exc
+                f"The Dask cluster of {client.scheduler.address} has no workers."
+            )
+        return client
 
     def _local_params(self):
         params = self.get_params(deep=False)
