@@ -915,3 +915,17 @@ def test_blasprop_dask_without_dask_says_how_to_install_it(missing):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "pip install 'blasprop[dask]'" in done.stdout
+
+
+def test_pickling_leaves_the_estimator_as_it_was():
+    """__getstate__ drops attributes from the pickle, never from the model
+    (on Python 3.11+ the state it starts from is the instance's own dict)."""
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 4), rng.randint(0, 2, 60)
+    est = blasprop.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0)
+    est.fit(X, y)
+    before = set(vars(est))
+    assert "_best_coefs" in before
+    pickle.dumps(est)
+    assert set(vars(est)) == before
+    assert "_best_coefs" not in pickle.loads(pickle.dumps(est)).__dict__

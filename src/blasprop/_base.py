@@ -316,17 +316,21 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
                 )
             else:
                 self._fit_lbfgs(X_in, Y, sw, layer_units, n_threads)
-        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may"
-                " contain large values and need to be preprocessed."
-            )
+        self._check_finite_weights()
         if ctx is not None:
             ctx.call_on_fit_task_end(
                 estimator=self, X=X, y=y,
                 reconstruction_attributes=self._reconstruction_attributes(),
             )
         return self
+
+    def _check_finite_weights(self):
+        """scikit-learn's error when training ended with NaN or infinite weights."""
+        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
 
     def _reconstruction_attributes(self):
         """What a callback needs to evaluate the model as it is now."""
@@ -735,7 +739,9 @@ class BaseMLP(_CallbackSupport, BaseEstimator, ABC):
         return tags
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # a copy: on Python 3.11+ the state scikit-learn returns for a class
+        # outside sklearn is the instance's own __dict__
+        state = dict(super().__getstate__())
         if not state.get("early_stopping", False):
             # only early stopping reads these: elsewhere they are a stale copy
             # of the initial weights that would double the pickle
