@@ -354,8 +354,11 @@ def test_predict_team_equals_the_one_thread_predictions_and_loss(dtype, weighted
     with pytest.raises(TypeError, match="Workspace"):
         _core.predict_team(net.layout, [ws, None], X_in, params,
                            np.empty((2000, 2), dtype))
+    with pytest.raises(ValueError, match="of its own"):
+        _core.predict_team(net.layout, [ws, ws], X_in, params, np.empty((2000, 2), dtype))
     with pytest.raises(ValueError, match="out"):
-        _core.predict_team(net.layout, [ws, ws], X_in, params, np.empty((1999, 2), dtype))
+        _core.predict_team(net.layout, [ws, net.workspace(dtype, False)], X_in, params,
+                           np.empty((1999, 2), dtype))
     with pytest.raises(ValueError, match="Y"):
         _core.predict_team(net.layout, [ws], X_in, params, np.empty((1500, 2), dtype),
                            rows, Y[:10])

@@ -1812,15 +1812,28 @@ def objective(Layout layout not None, Workspace ws not None, Input X not None,
     how the gradient checker checks dropout with a fixed mask. ``n_threads``
     as for ``epoch``: 0 sums in scikit-learn's order, 1 or more take the
     blocked path on that many threads."""
-    cdef Py_ssize_t P = layout.n_params, NC = layout.n_coef
     cdef double loss, sw_sum
     _objective_sums(layout, ws, X, Y, sw, params, grads, dropout_seed, n_threads,
                     &loss, &sw_sum)
-    cdef floating *pp = &params[0]
+    return finish_objective(layout, params, grads, loss, sw_sum, alpha)
+
+
+def finish_objective(Layout layout not None,
+                     const floating[::1] params not None,  # IN
+                     floating[::1] grads not None,         # IN summed gradient, OUT gradient
+                     double loss_sum, double weight, double alpha):
+    """The objective from sums over all rows (``objective_sums``, added up):
+    returns loss_sum / weight + 0.5 alpha |W|^2 / weight and turns the summed
+    gradient into the objective's, in place; what ``objective`` does."""
+    cdef Py_ssize_t P = layout.n_params, NC = layout.n_coef
+    _check_length(params.shape[0], P, "params")
+    _check_length(grads.shape[0], P, "grads")
+    cdef const floating *pp = &params[0]
     cdef floating *gp = &grads[0]
+    cdef double loss
     with nogil:
-        loss = loss / sw_sum + 0.5 * alpha * sumsq(pp, NC) / sw_sum
-        finish_grad(gp, pp, NC, P, alpha, sw_sum)
+        loss = loss_sum / weight + 0.5 * alpha * sumsq(pp, NC) / weight
+        finish_grad(gp, pp, NC, P, alpha, weight)
     return loss
 
 
@@ -1911,13 +1924,6 @@ def predict(Layout layout not None, Workspace ws not None, Input X not None,
         raise NonFiniteInput("X contains NaN or infinity")
 
 
-cdef inline Py_ssize_t _taken_rows(Py_ssize_t *counter, Py_ssize_t cap,
-                                   Py_ssize_t n) noexcept nogil:
-    """First row of the next chunk taken from the counter; n when none is left."""
-    cdef Py_ssize_t c = bp_take(counter)
-    return c * cap if c < (n + cap - 1) // cap else n
-
-
 cdef struct TeamPredict:
     # what the threads of ``predict_team`` share
     const Net *net
@@ -1984,6 +1990,8 @@ def predict_team(Layout layout not None, list workspaces not None, Input X not N
     cdef double loss = 0.0, sw_sum = 0.0
     if T < 1:
         raise ValueError("predict_team needs one workspace per thread, got none")
+    if len(set(map(id, workspaces))) != T:
+        raise ValueError("predict_team needs a workspace of its own for each thread")
     cdef unsigned char[::1] bufs_owner = np.empty(T * sizeof(Buffers), dtype=np.uint8)
     bufs = <Buffers *> &bufs_owner[0]
     for i in range(T):
