@@ -45,7 +45,9 @@ import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
+from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval
+from sklearn.utils.class_weight import compute_class_weight, compute_sample_weight
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import (
     _check_feature_names,
@@ -68,9 +70,13 @@ except ImportError as exc:  # pragma: no cover - the extra is not installed
 from . import _core
 from ._base import _check_sparse_structure, _EpochOrder
 from ._classes import MLPClassifier, MLPRegressor
-from ._threads import training_threads
+from ._threads import blas_threads_for_fit, training_threads
 
 __all__ = ["DaskMLPClassifier", "DaskMLPRegressor"]
+
+# Seconds fit waits for the cluster to have a worker (an adaptive cluster may
+# start one on demand) before it refuses.
+_WAIT_FOR_WORKERS = 30
 
 
 def _dask_dataframe():
@@ -79,10 +85,6 @@ def _dask_dataframe():
     except ImportError:  # pandas is not installed
         return None
     return dd
-
-
-def _is_dask_collection(X):
-    return dask.is_dask_collection(X)
 
 
 # --------------------------------------------------------------------------
@@ -192,10 +194,9 @@ class _Part:
     """A partition validated as a local fit validates its data, in the
     fit's dtype, kept on the worker that holds it."""
 
-    def __init__(self, X, Y, Y_split, sw):
+    def __init__(self, X, Y, sw):
         self.X = X
         self.Y = Y
-        self.Y_split = Y_split
         self.sw = sw
 
     @property
@@ -217,10 +218,10 @@ def _nbytes(a):
 @dask.sizeof.sizeof.register(_Part)
 def _sizeof_part(part):
     # what the scheduler weighs to run a partition's tasks where it lives
-    return _nbytes(part.X) + _nbytes(part.Y) + _nbytes(part.Y_split) + _nbytes(part.sw)
+    return _nbytes(part.X) + _nbytes(part.Y) + _nbytes(part.sw)
 
 
-def _prepare(raw, template, dtype):
+def _prepare(raw, template, dtype, class_weights):
     X, y, sample_weight = raw
     _check_sparse_structure(X)
     # reset=False: the client set n_features_in_, feature_names_in_ and the
@@ -229,13 +230,42 @@ def _prepare(raw, template, dtype):
     if X.dtype != dtype:
         X = X.astype(dtype)
     if sample_weight is not None:
-        sample_weight = _check_sample_weight(_as_rows(sample_weight), X)
-    sample_weight = template._extra_sample_weight(_as_rows(y), sample_weight, False)
+        # all zero is an error only if every partition's are (the client checks)
+        sample_weight = _check_sample_weight(_as_rows(sample_weight), X,
+                                             allow_all_zero_weights=True)
+    if class_weights is not None:
+        cw = _class_weight_of_rows(_as_rows(y), class_weights)
+        # as the local fit multiplies them (_extra_sample_weight)
+        sample_weight = (cw.astype(np.float64) if sample_weight is None
+                         else sample_weight * cw.astype(sample_weight.dtype))
     if Y.ndim == 1:
         Y = Y.reshape((-1, 1))
     sw = (np.empty(0, dtype=dtype) if sample_weight is None
           else np.ascontiguousarray(sample_weight, dtype=dtype))
-    return _Part(X, np.ascontiguousarray(Y, dtype=dtype), Y, sw)
+    return _Part(X, np.ascontiguousarray(Y, dtype=dtype), sw)
+
+
+def _class_weight_of_rows(y, class_weights):
+    """Each row's class weight, from the weights of all partitions' classes:
+    ``class_weights`` holds (classes, weights) per output, and a row's
+    weight is the product over its outputs (compute_sample_weight's rule)."""
+    y = np.asarray(y)
+    columns = [y.reshape(-1)] if len(class_weights) == 1 else list(y.T)
+    per_output = [weights[np.searchsorted(classes, column)]
+                  for (classes, weights), column in zip(class_weights, columns)]
+    return np.prod(per_output, axis=0, dtype=np.float64)
+
+
+def _labels_for_split(part):
+    """The binarized labels a local fit stratifies its split by."""
+    return part.Y.astype(bool)
+
+
+def _weight(part, rows=None):
+    """The summed sample weight of the partition's rows (all when None)."""
+    if not part.sw.size:
+        return float(part.n if rows is None else np.size(rows))
+    return float(np.sum(part.sw if rows is None else part.sw[rows], dtype=np.float64))
 
 
 # Arrays sent with every partition's task up to this size; larger ones (the
@@ -285,8 +315,9 @@ def _partition_sums(part, template, units, params):
     n_threads = _threads(template, net.layout.cap, units)
     ws = net.workspace(dtype, sp.issparse(part.X), blocked=n_threads > 0)
     grads = np.empty_like(params)
-    loss, weight = _core.objective_sums(net.layout, ws, part.input(), part.Y, part.sw,
-                                        params, grads, n_threads)
+    with blas_threads_for_fit(units, net.layout.cap, n_threads):  # as fit runs BLAS
+        loss, weight = _core.objective_sums(net.layout, ws, part.input(), part.Y, part.sw,
+                                            params, grads, n_threads)
     return loss, weight, grads
 
 
@@ -329,6 +360,17 @@ def _local_round(part, stream, template, units, batch, n_batches, params, state1
     ws = net.workspace(dtype, sp.issparse(part.X), blocked=n_threads > 0)
     grads = np.empty_like(params)
     solver = template._solver(code, learning_rate, t)
+    with blas_threads_for_fit(units, batch, n_threads):  # as fit runs BLAS
+        total, visited = _run_batches(part, stream, net, ws, batch, n_batches, params,
+                                      grads, state1, state2, solver, n_threads)
+    return (params, state1, state2, solver.t, total, visited), stream
+
+
+def _run_batches(part, stream, net, ws, batch, n_batches, params, grads, state1, state2,
+                 solver, n_threads):
+    """The compiled epoch over the stream's next ``n_batches`` batches,
+    drawing a new order each time the current one is used up; returns the
+    summed loss and the rows visited."""
     X_in = part.input()
     total, visited = 0.0, 0
     while n_batches > 0:
@@ -346,7 +388,7 @@ def _local_round(part, stream, template, units, batch, n_batches, params, state1
         visited += end - stream.pos
         stream.pos = end
         n_batches -= take
-    return (params, state1, state2, solver.t, total, visited), stream
+    return total, visited
 
 
 def _validation_rows(part, rows):
@@ -441,11 +483,15 @@ class _DaskMLP:
                     f"{type(self).__name__} needs a Dask client: start one "
                     "(distributed.Client(...)) or pass client=..."
                 ) from exc
-        if not client.scheduler_info().get("workers"):
-            # the tasks would wait for a worker forever
+        try:
+            # an adaptive cluster may start one on demand; a cluster without
+            # any would leave the tasks waiting forever
+            client.wait_for_workers(1, timeout=_WAIT_FOR_WORKERS)
+        except (TimeoutError, distributed.TimeoutError) as exc:
             raise ValueError(
-                f"The Dask cluster of {client.scheduler.address} has no workers."
-            )
+                f"The Dask cluster of {client.scheduler.address} has no workers "
+                f"(none came within {_WAIT_FOR_WORKERS} s)."
+            ) from exc
         return client
 
     def _local_params(self):
@@ -466,21 +512,30 @@ class _DaskMLP:
         return est
 
     def __sklearn_clone__(self):
-        # the client is shared, never copied (it holds sockets)
+        # the client is shared, never copied (it holds sockets); the rest as
+        # scikit-learn's clone does it
         params = {name: value if name == "client" else clone(value, safe=False)
                   for name, value in self.get_params(deep=False).items()}
-        return type(self)(**params)
+        new = type(self)(**params)
+        for name in ("_metadata_request", "_sklearn_output_config"):
+            if name in self.__dict__:
+                setattr(new, name, copy.deepcopy(self.__dict__[name]))
+        return new
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = super().__getstate__()  # a copy of the instance's dict
         state["client"] = None  # a client is never pickled
         return state
 
-    def partial_fit(self, *args, **kwargs):
+    def _no_partial_fit(self):
         raise AttributeError(
             f"{type(self).__name__} has no partial_fit: fit trains on all the "
             "partitions (for block-by-block training use dask_ml's Incremental)."
         )
+
+    @available_if(_no_partial_fit)
+    def partial_fit(self, X, y, sample_weight=None):  # pragma: no cover - unreachable
+        """Not available: see fit."""
 
     # -- fit --------------------------------------------------------------
 
@@ -499,11 +554,7 @@ class _DaskMLP:
             self._minimize_lbfgs(fun, params, net)
         else:
             self._fit_local_sgd(problem)
-        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may"
-                " contain large values and need to be preprocessed."
-            )
+        self._check_finite_weights()
         return self
 
     def _problem(self, X, y, sample_weight):
@@ -530,13 +581,20 @@ class _DaskMLP:
         first_pass = not hasattr(self, "coefs_") or not self.warm_start
         self._set_global_attributes(X, [summaries[i] for i in keep], first_pass)
         dtype = self._fit_dtype(X)
-        parts = [client.submit(_prepare, raw[i], self._template(), dtype, pure=False)
-                 for i in keep]
+        [template] = client.scatter([self._template()], broadcast=True)
+        class_weights = getattr(self, "_global_class_weights", None)
+        parts = [client.submit(_prepare, raw[i], template, dtype, class_weights,
+                               pure=False) for i in keep]
         distributed.wait(parts)
         for f in parts:
             if f.status == "error":
                 f.result()  # raises the partition's error, as a local fit would
         del raw
+        if sample_weight is not None:
+            sums = client.gather([client.submit(_weight, p, pure=False) for p in parts])
+            if not any(sums):
+                # scikit-learn's error for weights that are all zero
+                _check_sample_weight(np.zeros(len(sums)), np.empty((len(sums), 1)))
         n_outputs = client.submit(_n_outputs, parts[0], pure=False).result()
         layer_units = [self.n_features_in_] + hidden_sizes + [n_outputs]
         rng = check_random_state(self.random_state)
@@ -589,7 +647,6 @@ class _DaskMLP:
         layer_units, template_f = problem.layer_units, problem.template
         net = self._network(1, dtype, layer_units)
         params = net.pack(self.coefs_, self.intercepts_, dtype)
-        n_coef = net.layout.n_coef
         alpha = float(self.alpha)
 
         def fun(x):
@@ -602,12 +659,8 @@ class _DaskMLP:
                 loss_sum += part_loss
                 weight += part_weight
                 grads += part_grads
-            # as the compiled objective finishes its sums
-            w = point[:n_coef].astype(np.float64)
-            loss = loss_sum / weight + 0.5 * alpha * float(w @ w) / weight
-            scale, al = dtype.type(weight), dtype.type(alpha)
-            grads[:n_coef] = (grads[:n_coef] + al * point[:n_coef]) / scale
-            grads[n_coef:] /= scale
+            loss = _core.finish_objective(net.layout, point, grads, loss_sum, weight,
+                                          alpha)
             return loss, grads.astype(np.float64)
 
         return fun, params, net
@@ -625,8 +678,7 @@ class _DaskMLP:
             Y_split = None
             if self._needs_stratified_split():
                 Y_split = np.concatenate(client.gather(
-                    [client.submit(operator.attrgetter("Y_split"), p, pure=False)
-                     for p in parts]))
+                    [client.submit(_labels_for_split, p, pure=False) for p in parts]))
             train_idx, val_idx = self._split_indices(n_all, Y_split, rng)
             train_rows = [
                 np.ascontiguousarray(
@@ -648,8 +700,14 @@ class _DaskMLP:
         params = net.pack(self.coefs_, self.intercepts_, dtype)
         self.coefs_, self.intercepts_ = net.unpack(params)
         opt = self._stochastic_optimizer(params, False)
-        active = [i for i in range(len(parts)) if n_train[i] > 0]
-        weights = {i: dtype.type(n_train[i] / n_samples) for i in active}
+        # a partition whose training rows all weigh nothing would divide 0 by
+        # 0 in every batch: it sits out, and the others are averaged
+        train_weight = client.gather([
+            client.submit(_weight, p, rows if isinstance(rows, np.ndarray) else None,
+                          pure=False) for p, rows in zip(parts, train_rows)])
+        active = [i for i in range(len(parts)) if n_train[i] > 0 and train_weight[i] != 0]
+        n_active = int(sum(n_train[i] for i in active))
+        weights = {i: dtype.type(n_train[i] / n_active) for i in active}
         batches = {i: max(1, round(self.local_epochs * -(-int(n_train[i]) // batch)))
                    for i in active}
 
@@ -715,8 +773,10 @@ class _DaskMLP:
             if mask.any():
                 pieces.append((i, np.nonzero(mask)[0],
                                np.ascontiguousarray(val_idx[mask] - a, dtype=np.intp)))
-        targets = client.gather([client.submit(_validation_rows, parts[i], rows,
-                                               pure=False) for i, _, rows in pieces])
+        # kept on the workers for the passes, and brought here once to score
+        targets_f = [client.submit(_validation_rows, parts[i], rows, pure=False)
+                     for i, _, rows in pieces]
+        targets = client.gather(targets_f)
         Y_val = np.empty((n_val, targets[0][0].shape[1]), dtype=dtype)
         weighted = targets[0][1] is not None
         sw_val = np.empty(n_val, dtype=dtype) if weighted else None
@@ -725,7 +785,6 @@ class _DaskMLP:
             if weighted:
                 sw_val[pos] = sw_rows
         y_val = self._validation_targets(Y_val)
-        targets_f = client.scatter(targets)
 
         def validate():
             [point] = _send(client, params.copy())
@@ -740,10 +799,14 @@ class _DaskMLP:
                                                              client.gather(futures)):
                 out[pos] = part_out
                 losses.append((loss, weight))
-            if len(losses) == 1:
+            # the partitions' mean losses weighted by their validation weight;
+            # one partition's is the mean itself, and rows weighing nothing
+            # (a mean of 0/0) count for nothing
+            weighed = [(loss, w) for loss, w in losses if w != 0]
+            if len(losses) == 1 or not weighed:
                 val_loss = losses[0][0]
             else:
-                val_loss = sum(loss * w for loss, w in losses) / sum(w for _, w in losses)
+                val_loss = sum(loss * w for loss, w in weighed) / sum(w for _, w in weighed)
             self._record_validation(out, val_loss, y_val, sw_val)
 
         return validate
@@ -775,7 +838,7 @@ class _DaskMLP:
         """Predictions: lazy and blockwise for a dask collection (a dask Array,
         or a dask Series/DataFrame for a dask DataFrame), eager for data in
         memory."""
-        if _is_dask_collection(X):
+        if dask.is_dask_collection(X):
             return self._blockwise(X, "predict")
         return super().predict(X)
 
@@ -783,7 +846,7 @@ class _DaskMLP:
         """Accuracy (classifier) or R^2 (regressor, averaged over outputs) of
         the predictions; on dask input computed blockwise, as sums over the
         partitions (equal to scikit-learn's metrics to rounding)."""
-        if not _is_dask_collection(X):
+        if not dask.is_dask_collection(X):
             return super().score(X, y, sample_weight=sample_weight)
         y_pred = _dask_array(self.predict(X))
         y = _dask_array(y, y_pred)
@@ -802,8 +865,9 @@ def _dask_array(v, like=None):
     """A dask Array of ``v`` (a dask collection, or NumPy chunked like ``like``)."""
     if isinstance(v, da.Array):
         return v
-    if _is_dask_collection(v):  # a dask Series or DataFrame
-        return v.to_dask_array(lengths=True)
+    if dask.is_dask_collection(v):  # a dask Series or DataFrame
+        # kept, so that the pass that counts its rows is the only one
+        return v.persist().to_dask_array(lengths=True)
     v = np.asarray(v)
     return da.from_array(v, chunks=like.chunks[:1] + tuple((s,) for s in v.shape[1:]))
 
@@ -871,60 +935,57 @@ class DaskMLPClassifier(_DaskMLP, MLPClassifier):
                 f"previous call to fit. Previously got {self.classes_}, `y` has "
                 f"{binarizer.classes_}"
             )
-        self._global_class_weight = self._resolve_class_weight(summaries, binarizer)
+        self._global_class_weights = self._resolve_class_weight(summaries, binarizer)
 
     def _resolve_class_weight(self, summaries, binarizer):
-        """class_weight="balanced" from the label counts of all partitions,
-        as a dict per output (what compute_sample_weight computes from all
-        of y)."""
-        if self.class_weight != "balanced":
-            return self.class_weight
+        """The weights of all partitions' classes, per output, as
+        compute_sample_weight derives them from all of y: a list of
+        (classes, weights), or None without class_weight."""
+        if self.class_weight is None:
+            return None
         if binarizer.y_type_ == "multilabel-indicator":
-            per_column = []
-            for j in range(len(binarizer.classes_)):
-                totals = {}
-                for s in summaries:
-                    for value, count in zip(*s.labels[2][j]):
-                        totals[value] = totals.get(value, 0) + int(count)
-                per_column.append(totals)
+            if self.class_weight != "balanced":
+                # scikit-learn's error for a dict with several outputs
+                compute_sample_weight(self.class_weight, np.eye(2, dtype=int))
+            outputs = [[s.labels[2][j] for s in summaries]
+                       for j in range(len(binarizer.classes_))]
         else:
-            totals = {}
-            for s in summaries:
-                for value, count in zip(s.labels[1], s.labels[2]):
-                    totals[value] = totals.get(value, 0) + int(count)
-            per_column = [totals]
-        weights = []
-        for totals in per_column:
-            classes = np.array(sorted(totals))
-            counts = np.array([totals[c] for c in classes], dtype=np.int64)
-            recip = counts.sum() / (len(classes) * counts.astype(np.float64))
-            weights.append(dict(zip(classes.tolist(), recip.tolist())))
-        return weights if binarizer.y_type_ == "multilabel-indicator" else weights[0]
+            outputs = [[(s.labels[1], s.labels[2]) for s in summaries]]
+        resolved = []
+        for found in outputs:
+            classes = np.unique(np.concatenate([labels for labels, _ in found]))
+            counts = np.zeros(len(classes), dtype=np.int64)
+            for labels, n in found:
+                counts[np.searchsorted(classes, labels)] += n
+            if self.class_weight == "balanced":
+                weights = counts.sum() / (len(classes) * counts.astype(np.float64))
+            else:
+                weights = compute_class_weight(self.class_weight, classes=classes, y=classes)
+            resolved.append((classes, np.asarray(weights, dtype=np.float64)))
+        return resolved
 
     def _template(self):
         est = super()._template()
         for name in ("classes_", "_label_binarizer"):
             if hasattr(self, name):
                 setattr(est, name, getattr(self, name))
-        if hasattr(self, "_global_class_weight"):
-            est.class_weight = self._global_class_weight
         return est
 
     def to_local(self):
         est = super().to_local()
-        est.__dict__.pop("_global_class_weight", None)
+        est.__dict__.pop("_global_class_weights", None)
         return est
 
     def predict_proba(self, X):
         """Class probabilities: lazy and blockwise on a dask collection."""
-        if _is_dask_collection(X):
+        if dask.is_dask_collection(X):
             return self._blockwise(X, "predict_proba")
         return super().predict_proba(X)
 
     def predict_log_proba(self, X):
         """Log of the class probabilities: lazy and blockwise on a dask
         collection."""
-        if _is_dask_collection(X):
+        if dask.is_dask_collection(X):
             return self._blockwise(X, "predict_log_proba")
         return super().predict_log_proba(X)
 
