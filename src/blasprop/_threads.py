@@ -4,8 +4,10 @@ Training with ``n_jobs`` set runs the blocked path of the compiled core on
 an OpenMP team (``training_threads``), with BLAS on one thread inside it.
 Without ``n_jobs``, training on small matrix products runs BLAS on one
 thread (hand-offs between threads cost more than the products). Prediction
-runs BLAS on one thread per caller thread and spreads its chunks over as
-many threads as BLAS may use. BLAS has one thread count per process:
+spreads its chunks over an OpenMP team as large as BLAS's thread count and
+OpenMP's limit both allow, with BLAS on one thread inside it (as does early
+stopping's validation pass, on the fit's threads). BLAS has one thread count
+per process:
 overlapping users share the one-thread limit, the first to enter sets it,
 the last to leave restores it.
 """
