@@ -612,3 +612,17 @@ def test_the_dask_mlp_example_runs():
     assert "loaded model predicts as the dask one: True" in out
     accuracy = float(out.split("lbfgs:")[1].split("test accuracy ")[1].split()[0])
     assert accuracy > 0.9
+
+
+def test_a_partition_task_takes_read_only_parameters():
+    """Arrays a worker deserialises may be read-only: the objective's task
+    must take them as they come."""
+    rng = np.random.RandomState(0)
+    X, y = rng.normal(size=(50, 3)), rng.normal(size=50)
+    est = MLPRegressor(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=1).fit(X, y)
+    net = est._network(50, np.float64)
+    params = net.pack(est.coefs_, est.intercepts_, np.float64)
+    params.flags.writeable = False
+    part = bdask._Part(X, y.reshape(-1, 1).copy(), np.empty(0))
+    loss, weight, grads = bdask._partition_sums(part, est, [3, 4, 1], params)
+    assert weight == 50 and np.isfinite(loss) and np.all(np.isfinite(grads))

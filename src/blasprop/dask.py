@@ -310,6 +310,8 @@ def _threads(template, rows, units):
 
 def _partition_sums(part, template, units, params):
     """(loss sum, weight sum, gradient sum) of the partition's rows."""
+    if not params.flags.writeable:  # as deserialised from a shared buffer
+        params = params.copy()
     dtype = params.dtype
     net = template._network(part.n, dtype, units)
     n_threads = _threads(template, net.layout.cap, units)
