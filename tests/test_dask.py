@@ -22,6 +22,8 @@ import blasprop
 from blasprop import MLPClassifier, MLPRegressor
 from blasprop._gradcheck import _objective, _objective_parts
 
+from ._helpers import assert_same_model
+
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 bdask = pytest.importorskip("blasprop.dask")
@@ -51,12 +53,6 @@ def _dask(X, y, chunks, sw=None):
 def _flat(est):
     return np.concatenate([w.ravel() for w in est.coefs_] +
                           [b.ravel() for b in est.intercepts_])
-
-
-def _assert_same_model(a, b):
-    for wa, wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
-        assert wa.dtype == wb.dtype
-        assert_array_equal(wa, wb)
 
 
 # --------------------------------------------------------------------------
@@ -228,7 +224,7 @@ def test_lbfgs_model_does_not_depend_on_the_number_of_workers(client, make_data,
     two = DaskMLPClassifier(**params, client=client).fit(Xd, yd)
     with local_dask_cluster(n_workers=1) as cluster, distributed.Client(cluster) as one:
         single = DaskMLPClassifier(**params, client=one).fit(Xd, yd)
-    _assert_same_model(two, single)
+    assert_same_model(two, single)
     assert two.n_iter_ == single.n_iter_ and two.loss_ == single.loss_
 
 
@@ -255,7 +251,7 @@ def test_local_sgd_on_one_partition_is_the_local_fit_bit_for_bit(client, make_da
     Xd, yd, _ = _dask(data.X, data.y, data.X.shape[0])
     got = DaskMLPClassifier(**params, client=client).fit(Xd, yd)
     ref = MLPClassifier(**params).fit(data.X, data.y)
-    _assert_same_model(got, ref)
+    assert_same_model(got, ref)
     assert got.n_iter_ == ref.n_iter_ and got.t_ == ref.t_
     assert got.loss_curve_ == ref.loss_curve_
     assert got.validation_scores_ == ref.validation_scores_
@@ -269,7 +265,7 @@ def test_local_sgd_with_sample_weight_on_one_partition_is_the_local_fit(client,
     Xd, yd, swd = _dask(data.X, data.y, data.n_samples, sw)
     got = DaskMLPRegressor(**params, client=client).fit(Xd, yd, sample_weight=swd)
     ref = MLPRegressor(**params).fit(data.X, data.y, sample_weight=sw)
-    _assert_same_model(got, ref)
+    assert_same_model(got, ref)
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])

@@ -15,26 +15,14 @@ from blasprop import MLPClassifier, MLPRegressor, _core
 from blasprop._network import Network
 from blasprop._threads import training_threads
 
+from ._helpers import assert_same_model, regression_data
+
 ACTS = ["relu", "tanh", "logistic", "gelu"]
 
 
 def _data(n=700, n_features=12, seed=0, dtype=np.float64):
-    rng = np.random.RandomState(seed)
-    X = rng.standard_normal((n, n_features)).astype(dtype)
-    w = rng.standard_normal(n_features)
-    y_reg = X @ w / np.sqrt(n_features) + 0.1 * rng.standard_normal(n)
-    y_clf = np.digitize(y_reg, [-0.5, 0.5])  # three classes
-    return X, y_clf, y_reg
+    return regression_data(n, n_features, seed, dtype)
 
-
-def _assert_same_model(a, b):
-    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
-        assert p.dtype == q.dtype
-        assert_array_equal(p, q)
-    assert a.n_iter_ == b.n_iter_
-    assert a.loss_ == b.loss_
-    if getattr(a, "loss_curve_", None) is not None:
-        assert_array_equal(a.loss_curve_, b.loss_curve_)
 
 
 # --------------------------------------------------------------------------
@@ -180,7 +168,7 @@ def test_fits_with_one_and_two_threads_are_identical(solver, dtype):
               batch_size=128, learning_rate_init=0.01)
     for cls, y in ((MLPClassifier, yc), (MLPRegressor, yr)):
         a, b = _fit_pair(lambda n, cls=cls: cls(n_jobs=n, **kw), X, y)
-        _assert_same_model(a, b)
+        assert_same_model(a, b)
         assert_array_equal(a.predict(X), b.predict(X))
 
 
@@ -193,7 +181,7 @@ def test_identical_fits_with_everything_on():
     for X_ in (X, sp.csr_matrix(np.where(np.abs(X) > 0.7, X, 0))):
         a, b = _fit_pair(lambda n: MLPClassifier(n_jobs=n, **kw), X_, yc,
                          sample_weight=sw)
-        _assert_same_model(a, b)
+        assert_same_model(a, b)
         assert_array_equal(a.validation_scores_, b.validation_scores_)
 
 
@@ -202,11 +190,11 @@ def test_multilabel_and_poisson_fits_are_identical():
     Ym = np.stack([yc == 0, yc == 2, yr > 0], axis=1).astype(int)
     a, b = _fit_pair(lambda n: MLPClassifier((25,), max_iter=5, random_state=0,
                                              n_jobs=n), X, Ym)
-    _assert_same_model(a, b)
+    assert_same_model(a, b)
     counts = np.random.RandomState(0).poisson(np.exp(yr / 2))
     a, b = _fit_pair(lambda n: MLPRegressor(hidden_layer_sizes=(25,), loss="poisson", max_iter=5,
                                             random_state=0, n_jobs=n), X, counts)
-    _assert_same_model(a, b)
+    assert_same_model(a, b)
 
 
 def test_partial_fit_with_threads():
@@ -217,7 +205,7 @@ def test_partial_fit_with_threads():
         for _ in range(3):
             clf.partial_fit(X, yc, classes=[0, 1, 2])
         models.append(clf)
-    _assert_same_model(*models)
+    assert_same_model(*models)
 
 
 def test_blocked_fit_learns():
@@ -368,4 +356,4 @@ def test_two_estimators_with_two_threads_each_in_two_python_threads():
     assert not any(t.is_alive() for t in threads)
     assert not errors, errors
     for a, b in zip(alone, together):
-        _assert_same_model(a, b)
+        assert_same_model(a, b)

@@ -26,6 +26,8 @@ from threadpoolctl import threadpool_limits
 import blasprop
 from blasprop import MLPClassifier, MLPRegressor
 
+from ._helpers import assert_same_model, regression_data
+
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
@@ -60,21 +62,8 @@ def _run_concurrently(*targets):
 
 
 def _data(n=1500, n_features=40, seed=0, dtype=np.float64):
-    rng = np.random.RandomState(seed)
-    X = rng.standard_normal((n, n_features)).astype(dtype)
-    w = rng.standard_normal(n_features)
-    y_reg = X @ w / np.sqrt(n_features) + 0.1 * rng.standard_normal(n)
-    y_clf = np.digitize(y_reg, [-0.5, 0.5])  # three classes
-    return X, y_clf, y_reg
+    return regression_data(n, n_features, seed, dtype)
 
-
-def _assert_same_model(a, b):
-    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
-        assert p.dtype == q.dtype
-        assert_array_equal(p, q)
-    assert a.n_iter_ == b.n_iter_
-    if hasattr(a, "loss_curve_"):
-        assert_array_equal(a.loss_curve_, b.loss_curve_)
 
 
 # Pairs of fits run at the same time: (estimator, X, y) factories.
@@ -121,7 +110,7 @@ def test_two_fits_in_two_threads_equal_sequential_fits(case):
     concurrent = _pair(case)
     _run_concurrently(*[lambda e=e, X=X, y=y: e.fit(X, y) for e, X, y in concurrent])
     for (est, _, _), ref in zip(concurrent, sequential):
-        _assert_same_model(est, ref)
+        assert_same_model(est, ref)
 
 
 def test_partial_fit_in_threads_equals_sequential():
@@ -144,7 +133,7 @@ def test_partial_fit_in_threads_equals_sequential():
     _run_concurrently(*[lambda e=e, y=y, kw=kw: train(e, y, **kw)
                         for e, y, kw in zip(ests, ys, kws)])
     for est, ref in zip(ests, refs):
-        _assert_same_model(est, ref)
+        assert_same_model(est, ref)
 
 
 def _inputs():
@@ -218,7 +207,7 @@ def test_fit_while_other_threads_predict_with_other_models():
         return run
 
     _run_concurrently(fit, *[predict(i) for i in range(len(predictors))])
-    _assert_same_model(fitting, fit_ref)
+    assert_same_model(fitting, fit_ref)
     assert min(calls) >= 3 * len(inputs)
 
 
