@@ -99,20 +99,23 @@ def _row_blocks(X):
     if dd is not None and isinstance(X, dd.DataFrame):
         return list(X.to_delayed()), None
     if isinstance(X, da.Array):
-        if X.ndim != 2:
-            raise ValueError(
-                f"Expected a 2D dask array, got one of shape {X.shape}; reshape "
-                "your data (a single feature: X.reshape(-1, 1))."
-            )
-        if len(X.chunks[1]) > 1:
-            # a block must hold whole rows: one block of columns
-            X = X.rechunk({1: -1})
+        X = _whole_rows(X)
         return list(X.to_delayed().ravel()), X.chunks[0]
     raise TypeError(
         "DaskMLPClassifier and DaskMLPRegressor fit on dask collections (a dask "
         f"Array or DataFrame); got {type(X).__name__}. For data in memory use "
         "blasprop.MLPClassifier or MLPRegressor, or dask.array.from_array."
     )
+
+
+def _whole_rows(X):
+    """A 2-D dask Array whose blocks hold whole rows (one block of columns)."""
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2D dask array, got one of shape {X.shape}; reshape "
+            "your data (a single feature: X.reshape(-1, 1))."
+        )
+    return X.rechunk({1: -1}) if len(X.chunks[1]) > 1 else X
 
 
 def _blocks_like(v, n_blocks, row_chunks, what):
@@ -824,10 +827,7 @@ class _DaskMLP:
             return X.map_partitions(_predict_frame, model, method, meta=meta)
         if not isinstance(X, da.Array):
             raise TypeError(f"expected a dask Array or DataFrame, got {type(X).__name__}")
-        if X.ndim != 2:
-            raise ValueError(f"Expected a 2D dask array, got one of shape {X.shape}")
-        if len(X.chunks[1]) > 1:
-            X = X.rechunk({1: -1})
+        X = _whole_rows(X)
         meta = _empty_prediction(model, method)
         if meta.ndim == 1:
             return X.map_blocks(_predict_block, model, method, drop_axis=1,
